@@ -1,0 +1,97 @@
+"""The base every entity model derives from.
+
+A model is the single source of truth for an entity: the PostgreSQL table,
+the Convex schema and the validation of every write all come from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from migrationkit.domain.clock import utc_now
+from migrationkit.domain.ids import EntityId, WorkspaceId, new_id
+from migrationkit.errors import ValidationFailed
+
+#: Fields the store manages; values a caller passes for them are replaced.
+MANAGED_FIELDS = frozenset({"version", "created_at", "updated_at", "deleted_at"})
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A secondary index declared on a model.
+
+    Every query is scoped to a workspace, so each index leads with
+    ``workspace_id``; ``fields`` are the columns after it.
+    """
+
+    fields: tuple[str, ...]
+    name: str | None = None
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+class Entity(BaseModel):
+    """Identity, tenancy, versioning and soft deletion shared by all entities.
+
+    Subclasses set ``entity_name`` (singular, used in event topics) and
+    ``table_name``, and may declare ``indexes``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    entity_name: ClassVar[str]
+    table_name: ClassVar[str]
+    indexes: ClassVar[tuple[IndexSpec, ...]] = ()
+
+    id: EntityId = Field(default_factory=new_id)
+    workspace_id: WorkspaceId
+    version: int = Field(default=0, ge=0)
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+    deleted_at: datetime | None = None
+
+    @field_validator("created_at", "updated_at", "deleted_at")
+    @classmethod
+    def _aware_utc(cls, value: datetime | None) -> datetime | None:
+        # Naive datetimes are ambiguous once they cross a process boundary.
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must carry a time zone")
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> Self:
+        # PostgreSQL text and JSONB cannot hold U+0000; refusing it everywhere
+        # keeps all adapters in agreement about what can be stored.
+        for name in type(self).model_fields:
+            if _contains_nul(getattr(self, name)):
+                raise ValueError(f"{name} contains a NUL character (U+0000)")
+        return self
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @classmethod
+    def parse(cls, data: Any) -> Self:
+        """Validate ``data`` (a mapping or an instance), raising ``ValidationFailed``."""
+        try:
+            if isinstance(data, cls):
+                return cls.model_validate(data.model_dump())
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ValidationFailed.from_pydantic(cls.entity_name, exc) from None

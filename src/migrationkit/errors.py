@@ -1,0 +1,96 @@
+"""The errors migrationkit raises.
+
+Every adapter translates what its driver raises (psycopg, httpx, pydantic)
+into this tree, so callers catch one family whatever store sits behind a
+port. The driver's exception is kept as ``__cause__``.
+
+    MigrationKitError
+    ├── ValidationFailed        bad input: wrong types, malformed ids, limits
+    │   └── InvalidCursor       a cursor that was tampered with or belongs elsewhere
+    ├── NotFound                the entity does not exist (or is deleted)
+    ├── Conflict                a write lost a race (expected version differs)
+    ├── UnknownEntity           a table or entity name nobody registered
+    ├── ConfigurationError      a bad URL, a missing key or setting
+    └── StoreUnavailable        the store cannot be reached or refused the call
+        └── PermissionDenied    the store answered but forbids the call
+
+Messages never carry secrets (passwords, deploy keys): adapters strip them
+before raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "ConfigurationError",
+    "InvalidCursor",
+    "MigrationKitError",
+    "NotFound",
+    "PermissionDenied",
+    "StoreUnavailable",
+    "UnknownEntity",
+    "ValidationFailed",
+]
+
+
+class MigrationKitError(Exception):
+    """Base of every error the kit raises on purpose."""
+
+
+class ValidationFailed(MigrationKitError, ValueError):
+    """Input was refused before anything was written.
+
+    ``errors`` holds one entry per problem, each with a ``loc`` (the path to
+    the offending field) and a ``msg``, in the shape pydantic uses.
+    """
+
+    def __init__(self, message: str, errors: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.errors: list[dict[str, Any]] = [dict(e) for e in errors]
+
+    @classmethod
+    def from_pydantic(cls, what: str, exc: Any) -> ValidationFailed:
+        """Wrap a ``pydantic.ValidationError``, keeping its problems but not the input."""
+        problems = [
+            {"loc": tuple(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        summary = "; ".join(
+            f"{'.'.join(str(p) for p in prob['loc']) or '<root>'}: {prob['msg']}"
+            for prob in problems
+        )
+        return cls(f"invalid {what}: {summary}", problems)
+
+
+class InvalidCursor(ValidationFailed):
+    """A pagination cursor that is malformed or was made for another query."""
+
+
+class NotFound(MigrationKitError, LookupError):
+    """The entity does not exist in this workspace, or it is deleted."""
+
+
+class Conflict(MigrationKitError):
+    """A concurrent write won: the version the caller expected is not current."""
+
+
+class UnknownEntity(MigrationKitError, KeyError):
+    """An entity or table name that is not registered with the kit."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigurationError(MigrationKitError):
+    """A setting is missing or malformed (database URL, deployment URL, key)."""
+
+
+class StoreUnavailable(MigrationKitError):
+    """The store could not be reached, timed out, or failed the call."""
+
+
+class PermissionDenied(StoreUnavailable):
+    """The store answered but refused the call for lack of rights."""

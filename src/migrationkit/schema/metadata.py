@@ -1,0 +1,36 @@
+"""The one ``MetaData`` holding every table the kit manages."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData, Table
+
+from migrationkit.domain.entity import Entity
+from migrationkit.domain.registry import registered_models
+from migrationkit.schema.outbox_tables import outbox_table, processed_events_table
+from migrationkit.schema.tables import NAMING_CONVENTION, table_for
+
+# Importing the domain registers the example entity before tables are built.
+import migrationkit.domain  # noqa: F401  isort: skip
+
+
+def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
+    """A fresh ``MetaData`` with the given (default: all registered) entity tables."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    for model in models if models is not None else registered_models():
+        table_for(model, metadata)
+    outbox_table(metadata)
+    processed_events_table(metadata)
+    return metadata
+
+
+metadata = build_metadata()
+
+
+def entity_table(model: type[Entity]) -> Table:
+    """The table of a registered model in the shared metadata."""
+    return table_for(model, metadata)
+
+
+def tenant_tables() -> list[str]:
+    """Tables holding per-workspace rows: RLS applies to every one of them."""
+    return [t.name for t in metadata.sorted_tables if "workspace_id" in t.c]
