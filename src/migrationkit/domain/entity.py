@@ -33,13 +33,22 @@ class IndexSpec:
     name: str | None = None
 
 
-def _contains_nul(value: Any) -> bool:
+def _unstorable_string(value: Any) -> bool:
+    """True if a string anywhere in ``value`` cannot be stored in every store."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate
+            return True
+        return False
+    if isinstance(value, BaseModel):
+        return any(_unstorable_string(getattr(value, f)) for f in type(value).model_fields)
     if isinstance(value, Mapping):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+        return any(_unstorable_string(k) or _unstorable_string(v) for k, v in value.items())
     if isinstance(value, list | tuple):
-        return any(_contains_nul(v) for v in value)
+        return any(_unstorable_string(v) for v in value)
     return False
 
 
@@ -74,12 +83,13 @@ class Entity(BaseModel):
         return value.astimezone(UTC)
 
     @model_validator(mode="after")
-    def _no_nul_characters(self) -> Self:
-        # PostgreSQL text and JSONB cannot hold U+0000; refusing it everywhere
-        # keeps all adapters in agreement about what can be stored.
+    def _storable_strings(self) -> Self:
+        # PostgreSQL text and JSONB cannot hold U+0000, and no store takes a
+        # lone surrogate; refusing both here keeps all adapters in agreement
+        # about what can be stored.
         for name in type(self).model_fields:
-            if _contains_nul(getattr(self, name)):
-                raise ValueError(f"{name} contains a NUL character (U+0000)")
+            if _unstorable_string(getattr(self, name)):
+                raise ValueError(f"{name} holds a NUL character or a lone surrogate")
         return self
 
     @property

@@ -1,0 +1,7 @@
+"""The contract suite, run on every adapter the plugin knows."""
+
+from migrationkit.testing import LeadRepositoryContract
+
+
+class TestLeadRepository(LeadRepositoryContract):
+    pass
