@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
-    "Conflict",
     "ConfigurationError",
+    "Conflict",
     "InvalidCursor",
     "MigrationKitError",
     "NotFound",

@@ -47,8 +47,10 @@ def prepare_upsert(model: type[E], workspace_id: Any, data: Any) -> E:
 def check_expected_version(expected_version: Any) -> int | None:
     if expected_version is None:
         return None
-    if isinstance(expected_version, bool) or not isinstance(expected_version, int) or (
-        expected_version < 0
+    if (
+        isinstance(expected_version, bool)
+        or not isinstance(expected_version, int)
+        or (expected_version < 0)
     ):
         raise ValidationFailed(
             f"invalid expected_version {expected_version!r}: a non-negative integer",

@@ -44,7 +44,10 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("status", Text(), nullable=False, server_default=text("'pending'")),
         Column("attempts", Integer(), nullable=False, server_default=text("0")),
         Column(
-            "next_attempt_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
+            "next_attempt_at",
+            TIMESTAMP(timezone=True),
+            nullable=False,
+            server_default=text("now()"),
         ),
         Column("lease_owner", Text(), nullable=True),
         Column("lease_expires_at", TIMESTAMP(timezone=True), nullable=True),

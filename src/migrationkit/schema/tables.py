@@ -122,7 +122,9 @@ def table_for(model: type[Entity], metadata: MetaData) -> Table:
             elif isinstance(default, dict):
                 server_default = text("'{}'::jsonb")
         columns.append(
-            Column(column_name, kind.sql_type, nullable=kind.nullable, server_default=server_default)
+            Column(
+                column_name, kind.sql_type, nullable=kind.nullable, server_default=server_default
+            )
         )
         if kind.enum_values:
             allowed = ", ".join(f"'{v}'" for v in kind.enum_values)

@@ -32,7 +32,7 @@ WS_B = "ws-beta"
 NASTY_STRINGS = [
     "Robert'); DROP TABLE leads;--",
     "' OR '1'='1",
-    '"double" and \'single\' and `back` quotes',
+    "\"double\" and 'single' and `back` quotes",
     "100% of %s and %(name)s and %% and {0} and {}",
     "back\\slash \\n \\u0000 \\x00 (escaped, not real)",
     "tab\tnewline\ncarriage\rend",
@@ -156,16 +156,19 @@ class LeadRepositoryContract:
         max_examples=40,
         deadline=None,
         # The same method runs once per adapter; each example writes a fresh lead.
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(
         text=st.text(
-            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+            alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
             max_size=60,
         ),
         tags=st.lists(
             st.text(
-                alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
                 max_size=10,
             ),
             max_size=5,
@@ -421,7 +424,8 @@ class LeadRepositoryContract:
         seen: list[str] = []
         cursor = None
         while True:
-            page = repo.list_by_segment(WS_A, SegmentQuery(segment="smb", cursor=cursor, limit=3))
+            query = SegmentQuery(segment=Segment.SMB, cursor=cursor, limit=3)
+            page = repo.list_by_segment(WS_A, query)
             seen.extend(lead.id for lead in page.items)
             if page.next_cursor is None:
                 break
@@ -526,11 +530,18 @@ class LeadRepositoryContract:
             ("limit of wrong type", lambda: repo.list(WS_A, ListQuery(limit="10"))),  # type: ignore[arg-type]
             ("query of wrong type", lambda: repo.list(WS_A, {"limit": 5})),  # type: ignore[arg-type]
             ("malformed cursor", lambda: repo.list(WS_A, ListQuery(cursor="%%%"))),
-            ("unknown segment filter", lambda: repo.list_by_segment(WS_A, SegmentQuery(segment="x"))),  # type: ignore[arg-type]
+            (
+                "unknown segment filter",
+                lambda: repo.list_by_segment(WS_A, SegmentQuery(segment="x")),  # type: ignore[arg-type]
+            ),
             ("domain with @", lambda: repo.list_by_segment(WS_A, SegmentQuery(email_domain="a@b"))),
-            ("naive created_after", lambda: repo.list_by_segment(
-                WS_A, SegmentQuery(created_after="2020-01-01")  # type: ignore[arg-type]
-            )),
+            (
+                "naive created_after",
+                lambda: repo.list_by_segment(
+                    WS_A,
+                    SegmentQuery(created_after="2020-01-01"),  # type: ignore[arg-type]
+                ),
+            ),
         ]
         for what, call in calls:
             with pytest.raises(ValidationFailed):

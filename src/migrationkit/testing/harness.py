@@ -21,8 +21,15 @@ from migrationkit.schema.outbox_tables import outbox_table
 
 @runtime_checkable
 class LeadHarness(Protocol):
-    name: str
-    repository: LeadRepository
+    @property
+    def name(self) -> str:
+        """The adapter's name, as shown in test ids."""
+        ...
+
+    @property
+    def repository(self) -> LeadRepository:
+        """The repository under test."""
+        ...
 
     def outbox_events(self, workspace_id: str) -> list[OutboxEvent]:
         """Every event the store recorded for the workspace, oldest first."""

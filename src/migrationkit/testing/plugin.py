@@ -6,9 +6,9 @@ Fixtures:
   PostgreSQL server (see ``migrationkit.testing.databases``), migrated to head.
 * ``migrationkit_engine`` (session): an engine on it.
 * ``clean_postgres``: empties every kit table before the test.
-* ``lead_harness``: parametrized (through ``migrationkit_adapter``) over the adapters, so every test that takes
-  it runs once per adapter. ``--migrationkit-adapters=memory,postgres``
-  narrows the set.
+* ``lead_harness``: parametrized (through ``migrationkit_adapter``) over
+  the adapters, so every test that takes it runs once per adapter.
+  ``--migrationkit-adapters=memory,postgres`` narrows the set.
 """
 
 from __future__ import annotations

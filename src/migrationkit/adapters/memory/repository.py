@@ -7,12 +7,12 @@ unit tests written against it keep holding when the store changes.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 from migrationkit.domain.clock import SystemClock
-from migrationkit.ports.clock import Clock
 from migrationkit.domain.cursor import decode_cursor, encode_cursor
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.ids import check_entity_id, check_workspace_id
@@ -21,6 +21,7 @@ from migrationkit.domain.outbox import Operation, OutboxEvent
 from migrationkit.domain.query import ListQuery, Page, SegmentQuery
 from migrationkit.domain.writes import check_expected_version, check_query, prepare_upsert
 from migrationkit.errors import Conflict, NotFound
+from migrationkit.ports.clock import Clock
 
 E = TypeVar("E", bound=Entity)
 
@@ -126,7 +127,7 @@ class MemoryRepository(Generic[E]):
 
     # -- for tests and the pipeline -----------------------------------------
 
-    def outbox_events(self, workspace_id: str | None = None) -> list[OutboxEvent]:
+    def outbox_events(self, workspace_id: str | None = None) -> builtins.list[OutboxEvent]:
         """Recorded events in write order, optionally for one workspace."""
         with self._lock:
             return [e for e in self._outbox if workspace_id in (None, e.workspace_id)]

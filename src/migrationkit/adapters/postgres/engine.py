@@ -15,7 +15,6 @@ from migrationkit.adapters.postgres.errors import translated_errors
 WORKSPACE_SETTING = "app.workspace_id"
 
 
-
 def make_engine(url: str | URL, **options: Any) -> Engine:
     """An engine for a PostgreSQL URL, with pre-ping so restarts are survived."""
     options.setdefault("pool_pre_ping", True)

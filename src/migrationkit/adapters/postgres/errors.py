@@ -25,7 +25,12 @@ def _server_message(error: sa_exc.DBAPIError) -> str:
     original = error.orig
     diag = getattr(original, "diag", None)
     primary = getattr(diag, "message_primary", None)
-    return primary or type(original).__name__
+    if primary:
+        return str(primary)
+    # Connection failures have no diagnostics; their first line names the
+    # host and the reason (libpq never puts the password in it).
+    first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return first_line or type(original).__name__
 
 
 def translate(error: sa_exc.SQLAlchemyError) -> MigrationKitError:
@@ -36,7 +41,9 @@ def translate(error: sa_exc.SQLAlchemyError) -> MigrationKitError:
             return PermissionDenied(f"PostgreSQL refused the call: {message}")
         if isinstance(original, psycopg.errors.UniqueViolation):
             return Conflict(f"PostgreSQL: {message}")
-        if isinstance(original, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+        if isinstance(
+            original, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected
+        ):
             return Conflict(f"PostgreSQL: {message}")
         if isinstance(original, psycopg.errors.DataError | psycopg.errors.IntegrityError):
             return ValidationFailed(f"PostgreSQL rejected the data: {message}")

@@ -7,7 +7,7 @@ either both commit or neither does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Engine, Table, and_, func, insert, select, update
@@ -41,9 +41,10 @@ class PostgresRepository(Generic[E]):
         self.outbox: Table = outbox_table(metadata)
         self._codec = RowCodec(model)
         self._clock: Clock = clock or SystemClock()
-        t = self.table
-        self._key = lambda ws, id_: and_(t.c.workspace_id == ws, t.c.id == id_)
-        self._live = t.c.deleted_at.is_(None)
+        self._live = self.table.c.deleted_at.is_(None)
+
+    def _key(self, workspace_id: str, entity_id: str) -> ColumnElement[bool]:
+        return and_(self.table.c.workspace_id == workspace_id, self.table.c.id == entity_id)
 
     # -- reads -------------------------------------------------------------
 
@@ -65,7 +66,7 @@ class PostgresRepository(Generic[E]):
         cursor: str | None,
         limit: int,
         filters: dict[str, Any],
-        conditions: list[ColumnElement[bool]],
+        conditions: Sequence[ColumnElement[bool]],
     ) -> Page[E]:
         name = self.model.entity_name
         after = decode_cursor(cursor, workspace, name, filters)

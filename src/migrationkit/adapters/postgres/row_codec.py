@@ -20,9 +20,7 @@ class RowCodec(Generic[E]):
         self.model = model
         kinds = field_kinds(model)
         self._columns = {name: snake_case(name) for name in kinds}
-        self._json_mode = {
-            name for name, kind in kinds.items() if kind.is_json or kind.enum_values
-        }
+        self._json_mode = {name for name, kind in kinds.items() if kind.is_json or kind.enum_values}
 
     def to_row(self, entity: E) -> dict[str, Any]:
         python = entity.model_dump()
@@ -32,7 +30,7 @@ class RowCodec(Generic[E]):
             for name, column in self._columns.items()
         }
 
-    def from_row(self, row: Mapping[str, Any]) -> E:
+    def from_row(self, row: Mapping[Any, Any]) -> E:
         # Stored rows were validated on the way in; re-validating on the way
         # out still catches a row changed behind the kit's back.
         return self.model.model_validate(

@@ -1,0 +1,122 @@
+"""The alembic migrations: applied by the CLI and by plain alembic, in step
+with the models, reversible."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import URL
+
+from migrationkit.adapters.postgres import make_engine
+from migrationkit.adapters.postgres.migrations import current_revision, downgrade, upgrade
+from migrationkit.schema import metadata
+from migrationkit.testing.databases import TestServer, throwaway_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def empty_database(migrationkit_server: TestServer) -> Iterator[URL]:
+    with throwaway_database(migrationkit_server.admin_url, prefix="mk_migr") as url:
+        yield url
+
+
+def _env(url: URL) -> dict[str, str]:
+    return os.environ | {"MIGRATIONKIT_DATABASE_URL": url.render_as_string(hide_password=False)}
+
+
+def _tables(url: URL) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_cli_upgrade_reads_the_url_from_the_environment(empty_database: URL) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "migrationkit.cli", "db", "upgrade"],
+        env=_env(empty_database),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "0001" in result.stdout
+    assert {"leads", "outbox_events", "processed_events"} <= _tables(empty_database)
+
+
+def test_plain_alembic_upgrade_head_works(empty_database: URL) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=_env(empty_database),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert current_revision(empty_database) == "0001"
+
+
+def test_migrations_match_the_models(empty_database: URL) -> None:
+    upgrade(empty_database)
+    engine = make_engine(empty_database)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+    assert diff == [], f"models and migrations differ; write a migration: {diff}"
+
+
+def test_downgrade_to_base_and_up_again(empty_database: URL) -> None:
+    upgrade(empty_database)
+    downgrade(empty_database, "base")
+    assert _tables(empty_database) <= {"alembic_version"}
+    upgrade(empty_database)  # roles already exist in the cluster: still fine
+    engine = make_engine(empty_database)
+    try:
+        with engine.connect() as conn:
+            policies = conn.execute(
+                text("SELECT tablename, policyname FROM pg_policies ORDER BY 1, 2")
+            ).all()
+    finally:
+        engine.dispose()
+    assert ("leads", "tenant_isolation") in policies
+    assert ("leads", "readonly_tenant_read") in policies
+
+
+def test_cli_refuses_a_bad_url_without_showing_the_password() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "migrationkit.cli",
+            "db",
+            "upgrade",
+            "--url",
+            "postgresql://user:s3cret-pw@127.0.0.1:1/db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "unavailable" in result.stderr and "s3cret-pw" not in result.stderr + result.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "migrationkit.cli", "db", "current"],
+        env={k: v for k, v in os.environ.items() if k != "MIGRATIONKIT_DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and "MIGRATIONKIT_DATABASE_URL is not set" in missing.stderr
