@@ -9,9 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from migrationkit.domain.clock import utc_now
 from migrationkit.domain.ids import EntityId, WorkspaceId, new_id
@@ -19,6 +30,32 @@ from migrationkit.errors import ValidationFailed
 
 #: Fields the store manages; values a caller passes for them are replaced.
 MANAGED_FIELDS = frozenset({"version", "created_at", "updated_at", "deleted_at"})
+
+#: Validation context for data read back from a store the kit wrote: the
+#: checks that are costly and already passed on the way in are skipped
+#: (email syntax, unstorable characters); types and shapes are still checked.
+TRUSTED_STORE = {"trusted_store": True}
+
+
+def _from_trusted_store(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("trusted_store"))
+
+
+def _check_email(value: str, info: ValidationInfo) -> str:
+    if _from_trusted_store(info):
+        return value
+    try:
+        # Normalizes the domain (lower case, IDNA); the local part is kept.
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+Email = Annotated[
+    str,
+    AfterValidator(_check_email),
+    WithJsonSchema({"type": "string", "format": "email"}),
+]
 
 
 @dataclass(frozen=True)
@@ -83,10 +120,12 @@ class Entity(BaseModel):
         return value.astimezone(UTC)
 
     @model_validator(mode="after")
-    def _storable_strings(self) -> Self:
+    def _storable_strings(self, info: ValidationInfo) -> Self:
         # PostgreSQL text and JSONB cannot hold U+0000, and no store takes a
         # lone surrogate; refusing both here keeps all adapters in agreement
         # about what can be stored.
+        if _from_trusted_store(info):
+            return self
         for name in type(self).model_fields:
             if _unstorable_string(getattr(self, name)):
                 raise ValueError(f"{name} holds a NUL character or a lone surrogate")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from migrationkit.domain.entity import Entity, IndexSpec
+from migrationkit.domain.entity import Email, Entity, IndexSpec
 from migrationkit.domain.registry import register
 
 
@@ -48,7 +48,7 @@ class Lead(Entity):
         IndexSpec(("created_at",)),
     )
 
-    email: EmailStr
+    email: Email
     segment: Segment | None = None
     score: float = Field(default=0.0, allow_inf_nan=False)
     tags: list[str] = Field(default_factory=list)

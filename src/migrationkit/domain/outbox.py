@@ -44,18 +44,23 @@ class OutboxEvent(BaseModel):
 
     @classmethod
     def for_write(cls, entity: Entity, operation: Operation) -> OutboxEvent:
-        name = type(entity).entity_name
-        return cls(
-            event_id=new_id(),
-            workspace_id=entity.workspace_id,
-            topic=f"{name}.{operation.value}",
-            entity=name,
-            entity_id=entity.id,
-            version=entity.version,
-            occurred_at=entity.updated_at,
-            dedupe_key=dedupe_key(name, entity.workspace_id, entity.id, entity.version),
-            payload=entity.model_dump(mode="json"),
-        )
+        return cls.model_construct(**event_fields(entity, operation))
+
+
+def event_fields(entity: Entity, operation: Operation) -> dict[str, Any]:
+    """The fields of the event recording ``operation`` on ``entity`` (already stamped)."""
+    name = type(entity).entity_name
+    return {
+        "event_id": new_id(),
+        "workspace_id": entity.workspace_id,
+        "topic": f"{name}.{operation.value}",
+        "entity": name,
+        "entity_id": entity.id,
+        "version": entity.version,
+        "occurred_at": entity.updated_at,
+        "dedupe_key": dedupe_key(name, entity.workspace_id, entity.id, entity.version),
+        "payload": entity.model_dump(mode="json"),
+    }
 
 
 def dedupe_key(entity: str, workspace_id: str, entity_id: str, version: int) -> str:

@@ -4,7 +4,7 @@ This is the only description of the PostgreSQL schema: alembic's
 autogenerate and the adapters read the ``Table`` objects made here. The
 mapping is:
 
-* ``str`` (and ``EmailStr``) -> ``text``; ``int`` -> ``bigint``; ``float`` ->
+* ``str`` -> ``text``; ``int`` -> ``bigint``; ``float`` ->
   ``double precision``; ``bool`` -> ``boolean``; ``datetime`` -> ``timestamptz``
 * an enum -> ``text`` with a ``CHECK`` listing its values
 * nested models, lists and dicts -> ``jsonb`` (Convex documents nest freely)
@@ -96,7 +96,7 @@ def column_kind(annotation: Any) -> ColumnKind:
             return ColumnKind(TIMESTAMP(timezone=True), nullable, is_json=False)
         if issubclass(inner, BaseModel | list | dict):
             return ColumnKind(JSONB(), nullable, is_json=True)
-        if issubclass(inner, str) or inner.__name__ == "EmailStr":
+        if issubclass(inner, str):
             return ColumnKind(Text(), nullable, is_json=False)
     raise TypeError(f"no column type for annotation {annotation!r}")
 

@@ -8,11 +8,14 @@ either both commit or neither does.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Table, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from migrationkit.adapters.postgres.compiled import CompiledStatement
 from migrationkit.adapters.postgres.engine import workspace_transaction
 from migrationkit.adapters.postgres.row_codec import RowCodec
 from migrationkit.domain.clock import SystemClock
@@ -20,7 +23,7 @@ from migrationkit.domain.cursor import decode_cursor, encode_cursor
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.ids import check_entity_id, check_workspace_id
 from migrationkit.domain.lead import Lead
-from migrationkit.domain.outbox import Operation, OutboxEvent
+from migrationkit.domain.outbox import Operation, OutboxEvent, event_fields
 from migrationkit.domain.query import ListQuery, Page, SegmentQuery
 from migrationkit.domain.writes import check_expected_version, check_query, prepare_upsert
 from migrationkit.errors import Conflict, NotFound
@@ -42,18 +45,63 @@ class PostgresRepository(Generic[E]):
         self._codec = RowCodec(model)
         self._clock: Clock = clock or SystemClock()
         self._live = self.table.c.deleted_at.is_(None)
+        self._build_statements()
 
-    def _key(self, workspace_id: str, entity_id: str) -> ColumnElement[bool]:
-        return and_(self.table.c.workspace_id == workspace_id, self.table.c.id == entity_id)
+    def _build_statements(self) -> None:
+        t = self.table
+        dialect = self.engine.dialect
+        json_columns = frozenset(c.name for c in t.columns if isinstance(c.type, JSONB))
+        changed = [c.name for c in t.columns if c.name not in _IMMUTABLE_ON_UPDATE]
+        ins = pg_insert(t)
+        # A write returns only what the store decided; the rest is the input.
+        stamped = (t.c.version, t.c.created_at)
+
+        def compiled(stmt: Any, json: frozenset[str] = json_columns) -> CompiledStatement:
+            return CompiledStatement(stmt, dialect, json)
+
+        self._columns = [c.name for c in t.columns]
+        self._upsert_any = compiled(
+            ins.on_conflict_do_update(
+                index_elements=[t.c.workspace_id, t.c.id],
+                set_={**{c: ins.excluded[c] for c in changed}, "version": t.c.version + 1},
+            ).returning(*stamped)
+        )
+        self._insert_new = compiled(ins.on_conflict_do_nothing().returning(*stamped))
+        key = and_(t.c.workspace_id == bindparam("key_workspace_id"), t.c.id == bindparam("key_id"))
+        self._update_expected = compiled(
+            update(t)
+            .where(key, t.c.version == bindparam("expected_version"))
+            .values({c: bindparam(c) for c in changed})
+            .values(version=t.c.version + 1)
+            .returning(*stamped)
+        )
+        self._get = compiled(select(t).where(key, self._live))
+        self._soft_delete = compiled(
+            update(t)
+            .where(key, self._live)
+            .values(
+                deleted_at=bindparam("now"), updated_at=bindparam("now"), version=t.c.version + 1
+            )
+            .returning(t)
+        )
+        self._exists = compiled(select(func.count()).select_from(t).where(key))
+        # Only the event's own fields: the claim columns take their server defaults.
+        event_values: dict[str, Any] = {n: bindparam(n) for n in OutboxEvent.model_fields}
+        self._insert_event = compiled(
+            insert(self.outbox).values(event_values), frozenset({"payload"})
+        )
+
+    def _entity(self, row: Sequence[Any]) -> E:
+        return self._codec.from_row(dict(zip(self._columns, row, strict=True)))
 
     # -- reads -------------------------------------------------------------
 
     def get(self, workspace_id: str, id: str) -> E | None:
         workspace, entity_id = check_workspace_id(workspace_id), check_entity_id(id)
-        stmt = select(self.table).where(self._key(workspace, entity_id), self._live)
         with workspace_transaction(self.engine, workspace) as conn:
-            row = conn.execute(stmt).mappings().first()
-        return None if row is None else self._codec.from_row(row)
+            cursor = self._get.execute(conn, {"key_workspace_id": workspace, "key_id": entity_id})
+            row = cursor.fetchone()
+        return None if row is None else self._entity(row)
 
     def list(self, workspace_id: str, query: ListQuery | None = None) -> Page[E]:
         workspace = check_workspace_id(workspace_id)
@@ -97,64 +145,55 @@ class PostgresRepository(Generic[E]):
         expected = check_expected_version(expected_version)
         now = self._clock.now()
         row = self._codec.to_row(entity)
-        row.update(version=1, created_at=now, updated_at=now, deleted_at=None)
-        t = self.table
-        changed = {c: row[c] for c in row if c not in _IMMUTABLE_ON_UPDATE}
+        row.update(version=1, created_at=now, updated_at=now, deleted_at=None, convex_id=None)
 
-        stmt: Any
+        stmt: CompiledStatement
         if expected is None:
             # ON CONFLICT takes the row lock, so concurrent upserts of one
             # entity serialize and each sees the version the last one wrote.
-            ins = pg_insert(t).values(row)
-            stmt = ins.on_conflict_do_update(
-                index_elements=[t.c.workspace_id, t.c.id],
-                set_={**changed, "version": t.c.version + 1},
-            )
+            stmt = self._upsert_any
         elif expected == 0:
-            stmt = pg_insert(t).values(row).on_conflict_do_nothing()
+            stmt = self._insert_new
         else:
-            stmt = (
-                update(t)
-                .where(self._key(entity.workspace_id, entity.id), t.c.version == expected)
-                .values(**changed, version=t.c.version + 1)
+            stmt = self._update_expected
+            row.update(
+                key_workspace_id=row.pop("workspace_id"),
+                key_id=row.pop("id"),
+                expected_version=expected,
             )
+            for managed in ("version", "created_at", "convex_id"):
+                del row[managed]
         with workspace_transaction(self.engine, entity.workspace_id) as conn:
-            stored = conn.execute(stmt.returning(t)).mappings().first()
+            stored = stmt.execute(conn, row).fetchone()
             if stored is None:
                 raise Conflict(
                     f"{self.model.entity_name} {entity.id}: expected version {expected}"
                     " is not the stored version"
                 )
-            saved = self._codec.from_row(stored)
-            conn.execute(insert(self.outbox), [self._event_row(saved, Operation.UPSERT)])
+            saved = entity.model_copy(
+                update={
+                    "version": stored[0],
+                    "created_at": stored[1].astimezone(UTC),
+                    "updated_at": now,
+                    "deleted_at": None,
+                }
+            )
+            self._insert_event.execute(conn, event_fields(saved, Operation.UPSERT))
         return saved.id
 
     def delete(self, workspace_id: str, id: str) -> bool:
         workspace, entity_id = check_workspace_id(workspace_id), check_entity_id(id)
-        now = self._clock.now()
-        t = self.table
-        stmt = (
-            update(t)
-            .where(self._key(workspace, entity_id), self._live)
-            .values(deleted_at=now, updated_at=now, version=t.c.version + 1)
-            .returning(t)
-        )
+        key = {"key_workspace_id": workspace, "key_id": entity_id}
         with workspace_transaction(self.engine, workspace) as conn:
-            stored = conn.execute(stmt).mappings().first()
+            stored = self._soft_delete.execute(conn, {**key, "now": self._clock.now()}).fetchone()
             if stored is None:
-                exists = conn.execute(
-                    select(func.count()).select_from(t).where(self._key(workspace, entity_id))
-                ).scalar_one()
-                if not exists:
+                found = self._exists.execute(conn, key).fetchone()
+                if not found or not found[0]:
                     raise NotFound(f"{self.model.entity_name} {entity_id} not found in {workspace}")
                 return False
-            deleted = self._codec.from_row(stored)
-            conn.execute(insert(self.outbox), [self._event_row(deleted, Operation.DELETE)])
+            deleted = self._entity(stored)
+            self._insert_event.execute(conn, event_fields(deleted, Operation.DELETE))
         return True
-
-    @staticmethod
-    def _event_row(entity: Entity, operation: Operation) -> dict[str, Any]:
-        return OutboxEvent.for_write(entity, operation).model_dump()
 
 
 class PostgresLeadRepository(PostgresRepository[Lead]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from migrationkit.domain.entity import Entity
+from migrationkit.domain.entity import TRUSTED_STORE, Entity
 from migrationkit.schema.tables import field_kinds, snake_case
 
 E = TypeVar("E", bound=Entity)
@@ -31,8 +31,9 @@ class RowCodec(Generic[E]):
         }
 
     def from_row(self, row: Mapping[Any, Any]) -> E:
-        # Stored rows were validated on the way in; re-validating on the way
-        # out still catches a row changed behind the kit's back.
+        # Rows were fully validated on the way in; on the way out types and
+        # shapes are still checked, which catches a row changed behind the
+        # kit's back into something the model cannot hold.
         return self.model.model_validate(
-            {name: row[column] for name, column in self._columns.items()}
+            {name: row[column] for name, column in self._columns.items()}, context=TRUSTED_STORE
         )
