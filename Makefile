@@ -1,0 +1,38 @@
+# Two commands on a fresh machine (Python 3.11+ and Node 20):
+#   make test   lint, type-check and run the whole suite on a real PostgreSQL
+#   make bench  print the benchmark ratios
+# Tests use MIGRATIONKIT_TEST_DATABASE_URL if set, else a Docker container if
+# an engine answers, else an embedded PostgreSQL (no server needed).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "migrationkit needs Python 3.11 or newer; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests migrations benchmarks
+	$(BIN)/ruff format --check src tests migrations benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	cd benchmarks && ../$(BIN)/python repo_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
