@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from _support import migrated_database, psycopg_conninfo
 from migrationkit.adapters.postgres import PostgresLeadRepository, make_engine
 from migrationkit.domain.ids import new_id
+
+from _support import migrated_database, psycopg_conninfo
 
 WS = "bench-ws"
 LEAD = {
@@ -87,20 +88,45 @@ def main() -> None:
                 conn.execute(SET_WS, (WS,))
                 row = conn.execute(
                     HAND_UPSERT,
-                    (hand_id, WS, now, now, LEAD["email"], LEAD["segment"], LEAD["score"],
-                     Jsonb(LEAD["tags"]), Jsonb(LEAD["profile"])),
+                    (
+                        hand_id,
+                        WS,
+                        now,
+                        now,
+                        LEAD["email"],
+                        LEAD["segment"],
+                        LEAD["score"],
+                        Jsonb(LEAD["tags"]),
+                        Jsonb(LEAD["profile"]),
+                    ),
                 ).fetchone()
                 assert row is not None
                 payload = {
-                    "id": row[0], "workspace_id": row[1], "version": row[2],
-                    "created_at": row[3].isoformat(), "updated_at": row[4].isoformat(),
-                    "deleted_at": None, "email": row[6], "segment": row[7], "score": row[8],
-                    "tags": row[9], "profile": row[10],
+                    "id": row[0],
+                    "workspace_id": row[1],
+                    "version": row[2],
+                    "created_at": row[3].isoformat(),
+                    "updated_at": row[4].isoformat(),
+                    "deleted_at": None,
+                    "email": row[6],
+                    "segment": row[7],
+                    "score": row[8],
+                    "tags": row[9],
+                    "profile": row[10],
                 }
                 conn.execute(
                     HAND_OUTBOX,
-                    (new_id(), WS, "lead.upsert", "lead", row[0], row[2], now,
-                     f"lead:{WS}:{row[0]}:{row[2]}", Jsonb(payload)),
+                    (
+                        new_id(),
+                        WS,
+                        "lead.upsert",
+                        "lead",
+                        row[0],
+                        row[2],
+                        now,
+                        f"lead:{WS}:{row[0]}:{row[2]}",
+                        Jsonb(payload),
+                    ),
                 )
             return row[0]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from logging.config import fileConfig
 
 from alembic import context
@@ -12,13 +14,17 @@ from migrationkit.adapters.postgres.database_url import (
     normalize_database_url,
 )
 from migrationkit.adapters.postgres.engine import make_engine
-from migrationkit.schema.metadata import metadata
+from migrationkit.schema.metadata import current_metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = metadata
+# Your own models register themselves when imported: name their modules in
+# MIGRATIONKIT_MODELS (comma-separated) so autogenerate sees their tables.
+for module in filter(None, os.environ.get("MIGRATIONKIT_MODELS", "").split(",")):
+    importlib.import_module(module.strip())
+target_metadata = current_metadata()
 
 
 def _url() -> object:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import ClassVar
 
 import pytest
@@ -86,3 +88,28 @@ def test_snake_case(name: str, expected: str) -> None:
 
 def test_every_table_with_a_workspace_is_a_tenant_table() -> None:
     assert set(tenant_tables()) == {"leads", "outbox_events", "processed_events"}
+
+
+def test_models_registered_after_import_join_the_shared_metadata() -> None:
+    # In a subprocess: registering here would change the registry for every test.
+    program = """
+import subprocess
+import sys
+from typing import ClassVar
+from migrationkit.domain import Entity, register
+from migrationkit.schema import current_metadata, tenant_tables
+
+@register
+class Note(Entity):
+    entity_name: ClassVar[str] = "note"
+    table_name: ClassVar[str] = "notes"
+    body: str
+
+assert "notes" in current_metadata().tables
+assert "notes" in tenant_tables()
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok", result.stderr

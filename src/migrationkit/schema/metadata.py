@@ -26,11 +26,18 @@ def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
 metadata = build_metadata()
 
 
+def current_metadata() -> MetaData:
+    """The shared metadata, with tables for models registered since import."""
+    for model in registered_models():
+        table_for(model, metadata)
+    return metadata
+
+
 def entity_table(model: type[Entity]) -> Table:
-    """The table of a registered model in the shared metadata."""
+    """The table of a model in the shared metadata."""
     return table_for(model, metadata)
 
 
 def tenant_tables() -> list[str]:
     """Tables holding per-workspace rows: RLS applies to every one of them."""
-    return [t.name for t in metadata.sorted_tables if "workspace_id" in t.c]
+    return [t.name for t in current_metadata().sorted_tables if "workspace_id" in t.c]
