@@ -11,8 +11,11 @@ port. The driver's exception is kept as ``__cause__``.
     ├── Conflict                a write lost a race (expected version differs)
     ├── UnknownEntity           a table or entity name nobody registered
     ├── ConfigurationError      a bad URL, a missing key or setting
+    ├── FunctionFailed          a remote (Convex) function ran and threw
+    ├── ResyncRequired          a change-feed cursor fell out of the retention window
     └── StoreUnavailable        the store cannot be reached or refused the call
-        └── PermissionDenied    the store answered but forbids the call
+        ├── PermissionDenied    the store answered but forbids the call
+        └── BadReply            the store answered with something unreadable
 
 Messages never carry secrets (passwords, deploy keys): adapters strip them
 before raising.
@@ -30,6 +33,7 @@ __all__ = [
     "MigrationKitError",
     "NotFound",
     "PermissionDenied",
+    "ResyncRequired",
     "StoreUnavailable",
     "UnknownEntity",
     "ValidationFailed",
@@ -94,3 +98,25 @@ class StoreUnavailable(MigrationKitError):
 
 class PermissionDenied(StoreUnavailable):
     """The store answered but refused the call for lack of rights."""
+
+
+class BadReply(StoreUnavailable):
+    """The store answered, but not in a shape the kit can read (not JSON, wrong fields)."""
+
+
+class FunctionFailed(MigrationKitError):
+    """A remote function ran and threw.
+
+    ``data`` is the decoded ``errorData`` of a ``ConvexError`` (``None`` for
+    other exceptions); ``function`` is the path that was called.
+    """
+
+    def __init__(self, message: str, *, function: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.function = function
+        self.data = data
+
+
+class ResyncRequired(MigrationKitError):
+    """A change-feed cursor is older than the source keeps history: tailing
+    cannot resume without a gap. Run a full backfill (resync) instead."""
