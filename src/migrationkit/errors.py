@@ -27,8 +27,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "BadReply",
     "ConfigurationError",
     "Conflict",
+    "FunctionFailed",
     "InvalidCursor",
     "MigrationKitError",
     "NotFound",
