@@ -6,6 +6,7 @@ code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,12 +20,15 @@ from migrationkit.adapters.postgres.database_url import (
     safe_url,
 )
 from migrationkit.errors import MigrationKitError
+from migrationkit.schema import convex_codegen
 
 app = typer.Typer(no_args_is_help=True, help="Move a product from Convex to PostgreSQL.")
 db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL schema (alembic migrations).")
 app.add_typer(db_app, name="db")
+codegen_app = typer.Typer(no_args_is_help=True, help="Generate code from the registered models.")
+app.add_typer(codegen_app, name="codegen")
 
-out = Console(soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 UrlOption = Annotated[
     str | None,
@@ -45,7 +49,7 @@ def db_upgrade(
     """Create or update the schema, row-level security included."""
     target = _url(url)
     migrations.upgrade(target, revision)
-    out.print(f"{safe_url(target)} is at revision {migrations.current_revision(target)}")
+    out_console.print(f"{safe_url(target)} is at revision {migrations.current_revision(target)}")
 
 
 @db_app.command("downgrade")
@@ -56,14 +60,33 @@ def db_downgrade(
     """Step the schema back to an earlier revision."""
     target = _url(url)
     migrations.downgrade(target, revision)
-    out.print(f"{safe_url(target)} is at revision {migrations.current_revision(target)}")
+    out_console.print(f"{safe_url(target)} is at revision {migrations.current_revision(target)}")
 
 
 @db_app.command("current")
 def db_current(url: UrlOption = None) -> None:
     """Print the schema revision the database is at."""
     target = _url(url)
-    out.print(migrations.current_revision(target) or "none (empty database)")
+    out_console.print(migrations.current_revision(target) or "none (empty database)")
+
+
+@codegen_app.command("convex")
+def codegen_convex(
+    out: Annotated[Path, typer.Option("--out", help="The Convex functions directory.")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; fail if the files are out of date.")
+    ] = False,
+) -> None:
+    """Write schema.ts, one functions module per entity and outbox.ts."""
+    if check:
+        stale = convex_codegen.stale_files(out)
+        if stale:
+            typer.echo(f"out of date in {out}: {', '.join(stale)}", err=True)
+            raise typer.Exit(1)
+        out_console.print(f"{out} is up to date")
+        return
+    for path in convex_codegen.write(out):
+        out_console.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ the Convex schema and the validation of every write all come from it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,23 +71,49 @@ class IndexSpec:
     name: str | None = None
 
 
-def _unstorable_string(value: Any) -> bool:
-    """True if a string anywhere in ``value`` cannot be stored in every store."""
+_CONVEX_FIELD_NAME = re.compile(r"^[\x20-\x7e]{1,1024}$")
+
+
+def is_convex_field_name(key: str) -> bool:
+    """Convex takes non-empty names of at most 1024 printable ASCII characters,
+    not starting with '$'."""
+    return bool(_CONVEX_FIELD_NAME.match(key)) and not key.startswith("$")
+
+
+def _unstorable(value: Any, path: str) -> str | None:
+    """Why ``value`` (or something inside it) cannot be stored in every store."""
     if isinstance(value, str):
         if "\x00" in value:
-            return True
+            return f"{path} holds a NUL character (U+0000)"
         try:
             value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate
-            return True
-        return False
+        except UnicodeEncodeError:
+            return f"{path} holds a lone surrogate"
+        return None
     if isinstance(value, BaseModel):
-        return any(_unstorable_string(getattr(value, f)) for f in type(value).model_fields)
+        for name in type(value).model_fields:
+            problem = _unstorable(getattr(value, name), f"{path}.{name}")
+            if problem:
+                return problem
+        return None
     if isinstance(value, Mapping):
-        return any(_unstorable_string(k) or _unstorable_string(v) for k, v in value.items())
+        for key, item in value.items():
+            # Map keys become Convex field names, which have rules of their own.
+            if not isinstance(key, str) or not is_convex_field_name(key):
+                return (
+                    f"{path} has the key {key!r}: keys must be 1-1024 printable ASCII"
+                    " characters, not starting with '$'"
+                )
+            problem = _unstorable(item, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
     if isinstance(value, list | tuple):
-        return any(_unstorable_string(v) for v in value)
-    return False
+        for index, item in enumerate(value):
+            problem = _unstorable(item, f"{path}[{index}]")
+            if problem:
+                return problem
+    return None
 
 
 class Entity(BaseModel):
@@ -121,14 +148,15 @@ class Entity(BaseModel):
 
     @model_validator(mode="after")
     def _storable_strings(self, info: ValidationInfo) -> Self:
-        # PostgreSQL text and JSONB cannot hold U+0000, and no store takes a
-        # lone surrogate; refusing both here keeps all adapters in agreement
-        # about what can be stored.
+        # PostgreSQL text and JSONB cannot hold U+0000, no store takes a lone
+        # surrogate, and Convex restricts object keys; refusing all of them
+        # here keeps every adapter in agreement about what can be stored.
         if _from_trusted_store(info):
             return self
         for name in type(self).model_fields:
-            if _unstorable_string(getattr(self, name)):
-                raise ValueError(f"{name} holds a NUL character or a lone surrogate")
+            problem = _unstorable(getattr(self, name), name)
+            if problem:
+                raise ValueError(problem)
         return self
 
     @property
