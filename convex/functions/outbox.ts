@@ -68,6 +68,20 @@ export const pending = internalQuery({
   },
 });
 
+// One workspace's events, oldest first, pending and processed alike: what an
+// operator (or a test) reads to see what a tenant's writes recorded.
+export const forWorkspace = internalQuery({
+  args: { workspaceId: v.string(), limit: v.number() },
+  handler: async (ctx, { workspaceId, limit }) => {
+    checkWorkspace(workspaceId);
+    checkLimit(limit);
+    return await ctx.db
+      .query("outbox")
+      .withIndex("by_workspace", (q: any) => q.eq("workspaceId", workspaceId))
+      .take(limit);
+  },
+});
+
 // Mark events processed once the other store has committed them. Marking an
 // event twice, or an unknown one, is harmless: the count says what changed.
 export const markProcessed = internalMutation({

@@ -71,5 +71,6 @@ export default defineSchema({
     .index("by_workspaceId_createdAt", ["workspaceId", "createdAt"]),
   outbox: defineTable(outboxFields)
     .index("by_status", ["status"])
-    .index("by_event_id", ["eventId"]),
+    .index("by_event_id", ["eventId"])
+    .index("by_workspace", ["workspaceId"]),
 });

@@ -85,7 +85,8 @@ def schema_ts(models: list[type[Entity]]) -> str:
     tables.append(
         f"  {OUTBOX_TABLE}: defineTable(outboxFields)\n"
         '    .index("by_status", ["status"])\n'
-        '    .index("by_event_id", ["eventId"]),'
+        '    .index("by_event_id", ["eventId"])\n'
+        '    .index("by_workspace", ["workspaceId"]),'
     )
     parts.append("export default defineSchema({\n" + "\n".join(tables) + "\n});\n")
     return "".join(parts)
@@ -291,6 +292,20 @@ export const pending = internalQuery({
     return await ctx.db
       .query("outbox")
       .withIndex("by_status", (q: any) => q.eq("status", "pending"))
+      .take(limit);
+  },
+});
+
+// One workspace's events, oldest first, pending and processed alike: what an
+// operator (or a test) reads to see what a tenant's writes recorded.
+export const forWorkspace = internalQuery({
+  args: { workspaceId: v.string(), limit: v.number() },
+  handler: async (ctx, { workspaceId, limit }) => {
+    checkWorkspace(workspaceId);
+    checkLimit(limit);
+    return await ctx.db
+      .query("outbox")
+      .withIndex("by_workspace", (q: any) => q.eq("workspaceId", workspaceId))
       .take(limit);
   },
 });
