@@ -1,5 +1,6 @@
 # Two commands on a fresh machine (Python 3.11+ and Node 20):
 #   make test   lint, type-check and run the whole suite on a real PostgreSQL
+#               and the local Convex backend
 #   make bench  print the benchmark ratios
 # Tests use MIGRATIONKIT_TEST_DATABASE_URL if set, else a Docker container if
 # an engine answers, else an embedded PostgreSQL (no server needed).
@@ -8,9 +9,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := convex/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest bench clean
+.PHONY: test lint typecheck node-test pytest bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "migrationkit needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -19,6 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The local Convex backend (Node 20), from the committed lockfile.
+$(NODE_STAMP): convex/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node 20"; exit 1; }
+	cd convex && npm ci --no-audit --no-fund
+	@touch $(NODE_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations benchmarks
 	$(BIN)/ruff format --check src tests migrations benchmarks
@@ -26,13 +34,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-pytest: $(STAMP)
+node-test: $(NODE_STAMP)
+	cd convex && npm test
+
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck node-test pytest
 
 bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python repo_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis convex/node_modules

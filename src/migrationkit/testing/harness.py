@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy import Engine, select
 
+from migrationkit.adapters.convex.client import ConvexClient
+from migrationkit.adapters.convex.repository import ConvexLeadRepository
 from migrationkit.adapters.memory import MemoryLeadRepository
 from migrationkit.adapters.postgres import PostgresLeadRepository, workspace_transaction
 from migrationkit.domain.outbox import OutboxEvent
@@ -41,6 +43,16 @@ class MemoryHarness:
 
     def __init__(self) -> None:
         self.repository = MemoryLeadRepository()
+
+    def outbox_events(self, workspace_id: str) -> list[OutboxEvent]:
+        return self.repository.outbox_events(workspace_id)
+
+
+class ConvexHarness:
+    name = "convex"
+
+    def __init__(self, client: ConvexClient) -> None:
+        self.repository = ConvexLeadRepository(client)
 
     def outbox_events(self, workspace_id: str) -> list[OutboxEvent]:
         return self.repository.outbox_events(workspace_id)

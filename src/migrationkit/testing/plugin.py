@@ -20,13 +20,15 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.migrations import upgrade
 from migrationkit.schema.metadata import metadata
+from migrationkit.testing.convex_backend import LocalConvexBackend
 from migrationkit.testing.databases import TestServer, test_server, throwaway_database
-from migrationkit.testing.harness import LeadHarness, MemoryHarness, PostgresHarness
+from migrationkit.testing.harness import ConvexHarness, LeadHarness, MemoryHarness, PostgresHarness
 
-ALL_ADAPTERS = ("memory", "postgres")
+ALL_ADAPTERS = ("memory", "postgres", "convex")
 _SERVER_KEY = pytest.StashKey[TestServer]()
 
 
@@ -77,6 +79,26 @@ def migrationkit_engine(migrationkit_database_url: URL) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def convex_backend() -> Iterator[LocalConvexBackend]:
+    """The local Convex backend (Node, ``convex/localbackend``), one per session."""
+    with LocalConvexBackend() as backend:
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def convex_client(convex_backend: LocalConvexBackend) -> Iterator[ConvexClient]:
+    with ConvexClient(convex_backend.url, admin_key=convex_backend.admin_key) as client:
+        yield client
+
+
+@pytest.fixture
+def clean_convex(convex_backend: LocalConvexBackend, convex_client: ConvexClient) -> ConvexClient:
+    """A client on an emptied local backend."""
+    convex_backend.reset()
+    return convex_client
+
+
 def truncate_all(engine: Engine) -> None:
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with engine.begin() as conn:
@@ -103,4 +125,7 @@ def lead_harness(migrationkit_adapter: str, request: pytest.FixtureRequest) -> L
     if adapter == "postgres":
         engine: Engine = request.getfixturevalue("clean_postgres")
         return PostgresHarness(engine)
+    if adapter == "convex":
+        client: ConvexClient = request.getfixturevalue("clean_convex")
+        return ConvexHarness(client)
     raise pytest.UsageError(f"unknown adapter {adapter!r}")
