@@ -106,3 +106,23 @@ export const remove = internalMutation({
     return { deleted: true, document: stored };
   },
 });
+
+// Hard delete of a soft-deleted document, for the retention policy: a live
+// document is refused, so a purge can never lose a write.
+export const purge = internalMutation({
+  args: { workspaceId: v.string(), id: v.string() },
+  handler: async (ctx, { workspaceId, id }) => {
+    checkWorkspace(workspaceId);
+    checkId(id);
+    const existing = await current(ctx, workspaceId, id);
+    if (existing === null) {
+      return { purged: false };
+    }
+    if (existing.deletedAt === null) {
+      const message = "only deleted documents are purged";
+      throw new ConvexError({ code: "ValidationFailed", message });
+    }
+    await ctx.db.delete(existing._id);
+    return { purged: true };
+  },
+});

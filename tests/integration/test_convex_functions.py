@@ -102,10 +102,15 @@ def test_function_error_codes_become_typed_errors(clean_convex: ConvexClient) ->
 
 
 def test_internal_functions_need_the_admin_key(convex_backend: LocalConvexBackend) -> None:
-    anonymous = ConvexClient(convex_backend.url)
-    wrong = ConvexClient(convex_backend.url, admin_key="local|not-the-key")
-    for client in (anonymous, wrong):
-        with pytest.raises(PermissionDenied) as caught:
-            client.query("leads:get", {"workspaceId": "ws", "id": new_id()})
-        assert convex_backend.admin_key not in str(caught.value)
-        client.close()
+    args = {"workspaceId": "ws", "id": new_id()}
+    # Without a key an internal function does not exist, as on a deployment.
+    with ConvexClient(convex_backend.url) as anonymous, pytest.raises(FunctionFailed) as missing:
+        anonymous.query("leads:get", args)
+    assert "Could not find public function" in str(missing.value)
+    with (
+        ConvexClient(convex_backend.url, admin_key="local|not-the-key") as wrong,
+        pytest.raises(PermissionDenied) as refused,
+    ):
+        wrong.query("leads:get", args)
+    assert "not-the-key" not in str(refused.value)
+    assert convex_backend.admin_key not in str(refused.value)

@@ -1,0 +1,285 @@
+/**
+ * The HTTP surface: Convex's public API routes, answered the way the real
+ * backend answers them, plus two test-only routes under `/_test/`.
+ *
+ *   GET  /version                       plain-text version
+ *   POST /api/query|mutation|action     {path, args, format}
+ *   POST /api/run/{module path}/{fn}    {args, format}
+ *   GET  /api/json_schemas              admin
+ *   GET|POST /api/list_snapshot         admin
+ *   GET|POST /api/document_deltas       admin
+ *   POST /_test/reset                   admin; not part of Convex
+ *   POST /_test/retention               admin; not part of Convex
+ *   POST /_test/fail_next_mutation      admin; not part of Convex (fault injection)
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { callerOf, requireAdmin, type Caller } from "./auth.ts";
+import type { Backend, CallResult } from "./backend.ts";
+import { DELTAS_PAGE_LIMIT, SNAPSHOT_PAGE_LIMIT, type Doc } from "./commitlog.ts";
+import {
+  badRequest,
+  HttpError,
+  int64Param,
+  missingField,
+  readJsonObject,
+  send,
+  sendError,
+} from "./http.ts";
+import { RawJson, stringify } from "./json.ts";
+import { tableJsonSchemas } from "./jsonschema.ts";
+import { newScope, requestScope } from "./scope.ts";
+import { isValueFormat, writeFields, writeValue, type ValueFormat } from "./values.ts";
+
+/** What `GET /version` says: which stand-in this is, and on what. */
+export const VERSION = "convex-localbackend (convex-test 0.0.60, convex 1.48.0)";
+
+type Params = Record<string, unknown>;
+
+export function requestHandler(backend: Backend, adminKey: string) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const scope = newScope(backend.currentGeneration);
+    void requestScope.run(scope, async () => {
+      try {
+        const url = new URL(req.url ?? "/", "http://127.0.0.1");
+        await route(backend, adminKey, req, res, url);
+      } catch (e) {
+        if (e instanceof HttpError) {
+          sendError(res, e);
+        } else {
+          process.stderr.write(`local backend: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+          sendError(res, new HttpError(500, "InternalServerError", (e as Error)?.message ?? String(e)));
+        }
+      } finally {
+        scope.open = false;
+      }
+    });
+  };
+}
+
+async function route(
+  backend: Backend,
+  adminKey: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+): Promise<void> {
+  const method = req.method ?? "GET";
+  const path = url.pathname;
+  const caller = () => callerOf(req.headers.authorization, adminKey);
+  const only = (...methods: string[]) => {
+    if (!methods.includes(method)) {
+      throw new HttpError(405, "MethodNotAllowed", `${method} is not allowed on ${path}`);
+    }
+  };
+
+  if (path === "/version") {
+    only("GET");
+    return send(res, 200, VERSION, "text/plain; charset=utf-8");
+  }
+  const call = /^\/api\/(query|mutation|action)$/.exec(path);
+  if (call) {
+    only("POST");
+    // Body first, then the key: the real backend checks them in this order.
+    const body = await readJsonObject(req);
+    if (typeof body.path !== "string") {
+      throw body.path === undefined ? missingField("path") : badRequest("BadJsonBody", "`path` must be a string");
+    }
+    const kind = call[1] as "query" | "mutation" | "action";
+    return reply(res, await callFunction(backend, caller(), kind, body.path, body));
+  }
+  if (path.startsWith("/api/run/")) {
+    only("POST");
+    const udfPath = runPath(path.slice("/api/run/".length));
+    const body = await readJsonObject(req);
+    return reply(res, await callFunction(backend, caller(), "any", udfPath, body));
+  }
+  if (path === "/api/json_schemas") {
+    only("GET");
+    requireAdmin(caller());
+    const format = valueFormat(url.searchParams.get("format") ?? undefined);
+    const schemas = tableJsonSchemas(
+      backend.log.tables(),
+      backend.documentTypes,
+      format,
+      url.searchParams.get("deltaSchema") === "true",
+    );
+    return send(res, 200, stringify(schemas));
+  }
+  if (path === "/api/list_snapshot" || path === "/api/document_deltas") {
+    only("GET", "POST");
+    requireAdmin(caller());
+    const params = method === "POST" ? await readJsonObject(req) : queryParams(url);
+    const badParam = method === "POST" ? "BadJsonBody" : "BadQueryArgs";
+    const body =
+      path === "/api/list_snapshot" ? listSnapshot(backend, params, badParam) : documentDeltas(backend, params, badParam);
+    return send(res, 200, body);
+  }
+  if (path === "/_test/reset") {
+    only("POST");
+    requireAdmin(caller());
+    await backend.reset();
+    return send(res, 200, stringify({ status: "ok", startTs: backend.log.startTs }));
+  }
+  if (path === "/_test/fail_next_mutation") {
+    only("POST");
+    requireAdmin(caller());
+    backend.failNextMutation();
+    return send(res, 200, stringify({ status: "ok" }));
+  }
+  if (path === "/_test/retention") {
+    only("POST");
+    requireAdmin(caller());
+    const { retentionMs } = await readJsonObject(req);
+    if (typeof retentionMs !== "number" || !(retentionMs >= 0)) {
+      throw badRequest("BadJsonBody", "`retentionMs` must be a number >= 0");
+    }
+    backend.setRetention(retentionMs);
+    return send(res, 200, stringify({ retentionMs }));
+  }
+  throw new HttpError(404, "NotFound", `No route for ${method} ${path}`);
+}
+
+async function callFunction(
+  backend: Backend,
+  caller: Caller,
+  kind: "query" | "mutation" | "action" | "any",
+  udfPath: string,
+  body: Params,
+): Promise<{ result: CallResult; format: ValueFormat }> {
+  if (!("args" in body)) {
+    throw missingField("args");
+  }
+  // Checked before running anything, so a bad format never half-runs a mutation.
+  const format = valueFormat(body.format);
+  return { result: await backend.call(kind, udfPath, body.args, caller), format };
+}
+
+function reply(res: ServerResponse, { result, format }: { result: CallResult; format: ValueFormat }): void {
+  const logLines = result.logLines.length > 0 ? result.logLines : undefined;
+  const body =
+    result.status === "success"
+      ? { status: "success", value: new RawJson(writeValue(result.value, format)), logLines }
+      : {
+          status: "error",
+          errorMessage: result.errorMessage,
+          errorData: "errorData" in result ? new RawJson(writeValue(result.errorData, format)) : undefined,
+          logLines,
+        };
+  send(res, 200, stringify(body));
+}
+
+/** `/api/run/messages/list` -> `messages:list` (segments URL-decoded). */
+function runPath(rest: string): string {
+  const missing = () =>
+    badRequest("MissingIdentifier", "Path or function name not provided in path, e.g. /api/run/messages/list");
+  let parts: string[];
+  try {
+    parts = rest.split("/").map(decodeURIComponent);
+  } catch {
+    throw missing();
+  }
+  if (parts.length < 2 || parts.some((p) => p === "")) {
+    throw missing();
+  }
+  const name = parts.pop()!;
+  return `${parts.join("/")}:${name}`;
+}
+
+function valueFormat(format: unknown): ValueFormat {
+  const value = format ?? "json";
+  if (!isValueFormat(value)) {
+    throw badRequest(
+      "InvalidFormat",
+      `Invalid format ${JSON.stringify(value)}: use "json" or "convex_encoded_json"`,
+    );
+  }
+  return value;
+}
+
+function queryParams(url: URL): Params {
+  return Object.fromEntries(url.searchParams.entries());
+}
+
+function stringParam(params: Params, name: string, code: string): string | undefined {
+  const value = params[name];
+  if (value === undefined || value === null) {
+    return undefined;
+  }
+  if (typeof value !== "string") {
+    throw badRequest(code, `\`${name}\` must be a string`);
+  }
+  return value;
+}
+
+/**
+ * `pageSize` is not a Convex parameter: it lets tests force small pages.
+ * It can only shrink a page below the real backend's size.
+ */
+function pageSize(params: Params, code: string, max: number): number {
+  const value = params.pageSize;
+  if (value === undefined || value === null) {
+    return max;
+  }
+  const n = typeof value === "string" ? Number(value) : value;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1) {
+    throw badRequest(code, "`pageSize` must be a positive integer");
+  }
+  return Math.min(n, max);
+}
+
+/**
+ * The table filter. Only the root component exists here; a selection
+ * object (POST `selection`) is not supported and is refused rather than
+ * silently ignored.
+ */
+function tableFilter(params: Params, code: string): { tableName?: string; none: boolean } {
+  if (params.selection !== undefined) {
+    throw badRequest(code, "`selection` is not supported by the local backend; use `tableName`");
+  }
+  const component = stringParam(params, "component", code);
+  const tableName = stringParam(params, "tableName", code);
+  return { tableName, none: component !== undefined && component !== "" };
+}
+
+function listSnapshot(backend: Backend, params: Params, code: string): string {
+  const filter = tableFilter(params, code);
+  const format = valueFormat(params.format);
+  const page = backend.log.listSnapshot({
+    snapshot: int64Param(params.snapshot, "snapshot", code),
+    cursor: stringParam(params, "cursor", code),
+    tableName: filter.none ? "\u0000no such table" : filter.tableName,
+    limit: pageSize(params, code, SNAPSHOT_PAGE_LIMIT),
+  });
+  const values = page.documents.map(({ table, ts, doc }) =>
+    documentJson({ _component: "", _table: table, _ts: ts }, doc, format),
+  );
+  return stringify({ values, snapshot: page.snapshot, cursor: page.cursor, hasMore: page.hasMore });
+}
+
+function documentDeltas(backend: Backend, params: Params, code: string): string {
+  const cursor = int64Param(params.cursor, "cursor", code);
+  if (cursor === undefined) {
+    throw badRequest("DocumentDeltasCursorRequired", "/api/document_deltas requires a cursor");
+  }
+  const filter = tableFilter(params, code);
+  const format = valueFormat(params.format);
+  const page = backend.log.documentDeltas({
+    cursor,
+    tableName: filter.none ? "\u0000no such table" : filter.tableName,
+    limit: pageSize(params, code, DELTAS_PAGE_LIMIT),
+  });
+  const values = page.rows.map(({ table, ts, id, doc }) =>
+    doc === null
+      ? new RawJson(stringify({ _component: "", _table: table, _ts: ts, _deleted: true, _id: id }))
+      : documentJson({ _component: "", _table: table, _ts: ts, _deleted: false }, doc, format),
+  );
+  return stringify({ values, cursor: page.cursor, hasMore: page.hasMore });
+}
+
+/** Metadata fields, then `_id`, `_creationTime` and the document's fields. */
+function documentJson(metadata: Record<string, unknown>, doc: Doc, format: ValueFormat): RawJson {
+  const { _id, _creationTime, ...fields } = doc;
+  const head = stringify(metadata).slice(0, -1);
+  const body = writeFields({ _id, _creationTime, ...fields }, format).slice(1);
+  return new RawJson(`${head},${body}`);
+}
