@@ -4,6 +4,7 @@ writes continue, and snapshot + deltas reproducing the final state exactly."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -24,9 +25,11 @@ def _all_documents(client: ConvexClient) -> dict[str, dict[str, Any]]:
     return {row.id: row.document for row in export.snapshot()}
 
 
-def _write_traffic(repo: ConvexLeadRepository, stop: threading.Event, ids: list[str]) -> None:
+def _write_traffic(
+    repo: ConvexLeadRepository, stop: threading.Event, ids: list[str], rounds: int = 400
+) -> None:
     """Inserts, updates, soft deletes and hard deletes (purges) until stopped."""
-    for n in range(400):
+    for n in range(rounds):
         if stop.is_set():
             return
         step = n % 10
@@ -86,7 +89,9 @@ def test_snapshot_then_deltas_reproduce_the_final_state_exactly(
     finally:
         stop.set()
         writer.join(timeout=120)
-    # Changes after the cut, including hard deletes, until caught up.
+    # More after the cut, hard deletes among them, then the changes until caught up.
+    stop.clear()
+    _write_traffic(repo, stop, ids, rounds=30)
     assert export.snapshot_ts is not None
     cursor = export.snapshot_ts
     deleted_seen = 0
@@ -123,14 +128,18 @@ def test_deltas_are_in_commit_order_and_never_split_a_mutation(
 
 
 def test_a_cursor_past_retention_asks_for_a_resync() -> None:
-    with LocalConvexBackend(retention_ms=1) as backend:
-        client = ConvexClient(backend.url, admin_key=backend.admin_key)
+    # A backend of its own: this test shrinks the retention window.
+    with (
+        LocalConvexBackend() as backend,
+        ConvexClient(backend.url, admin_key=backend.admin_key) as client,
+    ):
         repo = ConvexLeadRepository(client)
         repo.upsert("ws", {"email": "old@example.com"})
         export = StreamingExport(client)
         list(export.snapshot())
         assert export.snapshot_ts is not None
+        backend.set_retention(1)
+        time.sleep(0.01)
         repo.upsert("ws", {"email": "new@example.com"})
         with pytest.raises(ResyncRequired, match="resync"):
-            list(export.changes(1))
-        client.close()
+            list(export.changes(export.snapshot_ts))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from migrationkit.adapters.convex.client import ConvexClient
@@ -75,11 +74,7 @@ def test_a_mutation_that_fails_after_writing_leaves_nothing(
     lead_id = new_id()
     # The real upsert runs to the end (entity and event written), then the
     # backend fails the mutation before it commits.
-    response = httpx.post(
-        f"{convex_backend.url}/_test/fail_next_mutation",
-        headers={"Authorization": f"Convex {convex_backend.admin_key}"},
-    )
-    response.raise_for_status()
+    convex_backend.fail_next_mutation()
     with pytest.raises(FunctionFailed, match="injected"):
         repo.upsert("ws", {"id": lead_id, "email": "gone@example.com"})
     assert repo.get("ws", lead_id) is None

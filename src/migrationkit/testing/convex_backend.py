@@ -115,14 +115,26 @@ class LocalConvexBackend:
             return ""
         return Path(self._log.name).read_text(errors="replace")[-chars:]
 
-    def reset(self) -> None:
-        """Empty the database and the commit log (a test-only endpoint)."""
+    def _test_endpoint(self, name: str, body: dict[str, object] | None = None) -> None:
         response = httpx.post(
-            f"{self.url}/_test/reset",
+            f"{self.url}/_test/{name}",
             headers={"Authorization": f"Convex {self.admin_key}"},
+            json=body or {},
             timeout=30,
         )
         response.raise_for_status()
+
+    def reset(self) -> None:
+        """Empty the database and the commit log (a test-only endpoint)."""
+        self._test_endpoint("reset")
+
+    def set_retention(self, retention_ms: int) -> None:
+        """How far back document_deltas may start (a test-only endpoint)."""
+        self._test_endpoint("retention", {"retentionMs": retention_ms})
+
+    def fail_next_mutation(self) -> None:
+        """Fault injection: the next mutation fails after its writes, before commit."""
+        self._test_endpoint("fail_next_mutation")
 
     def stop(self) -> None:
         if self._process is None:
