@@ -42,8 +42,9 @@ pytest: $(STAMP) $(NODE_STAMP)
 
 test: lint typecheck node-test pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP)
 	cd benchmarks && ../$(BIN)/python repo_overhead.py
+	cd benchmarks && ../$(BIN)/python convex_call_rate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis convex/node_modules
