@@ -7,6 +7,7 @@ from sqlalchemy import MetaData, Table
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.registry import registered_models
 from migrationkit.schema.outbox_tables import outbox_table, processed_events_table
+from migrationkit.schema.pipeline_tables import dead_letters_table, sync_cursors_table
 from migrationkit.schema.tables import NAMING_CONVENTION, table_for
 
 # Importing the domain registers the example entity before tables are built.
@@ -20,6 +21,8 @@ def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
         table_for(model, metadata)
     outbox_table(metadata)
     processed_events_table(metadata)
+    dead_letters_table(metadata)
+    sync_cursors_table(metadata)
     return metadata
 
 

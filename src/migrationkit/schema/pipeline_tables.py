@@ -1,0 +1,48 @@
+"""Tables the pipeline keeps in PostgreSQL beside the outbox and inbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+
+def dead_letters_table(metadata: MetaData) -> Table:
+    """Changes that kept failing, set aside so the rest keep flowing."""
+    if "dead_letters" in metadata.tables:
+        return metadata.tables["dead_letters"]
+    return Table(
+        "dead_letters",
+        metadata,
+        Column("event_id", Text(), primary_key=True),
+        Column("consumer", Text(), nullable=False),
+        Column("source", Text(), nullable=False),
+        Column("entity", Text(), nullable=False),
+        Column("kind", Text(), nullable=False),
+        Column("workspace_id", Text(), nullable=True),
+        Column("entity_id", Text(), nullable=True),
+        Column("convex_id", Text(), nullable=True),
+        Column("version", BigInteger(), nullable=False),
+        Column("occurred_at", TIMESTAMP(timezone=True), nullable=False),
+        Column("data", JSONB(), nullable=True),
+        Column("error", Text(), nullable=False),
+        Column("attempts", Integer(), nullable=False),
+        Column(
+            "failed_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
+        ),
+        Column("replayed_at", TIMESTAMP(timezone=True), nullable=True),
+    )
+
+
+def sync_cursors_table(metadata: MetaData) -> Table:
+    """Where a change-feed consumer keeps its position (e.g. a Convex delta cursor)."""
+    if "sync_cursors" in metadata.tables:
+        return metadata.tables["sync_cursors"]
+    return Table(
+        "sync_cursors",
+        metadata,
+        Column("name", Text(), primary_key=True),
+        Column("cursor", BigInteger(), nullable=False),
+        Column(
+            "updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
+        ),
+    )
