@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python 3.11+ and Node 20):
 #   make test   lint, type-check and run the whole suite on a real PostgreSQL
 #               and the local Convex backend
+#   make demo   a whole Convex -> PostgreSQL replication on embedded defaults
 #   make bench  print the benchmark ratios
 # Tests use MIGRATIONKIT_TEST_DATABASE_URL if set, else a Docker container if
 # an engine answers, else an embedded PostgreSQL (no server needed).
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := convex/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck node-test pytest bench clean
+.PHONY: test demo lint typecheck node-test pytest bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "migrationkit needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -35,12 +36,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy src
 
 node-test: $(NODE_STAMP)
-	cd convex && npm test
+	cd convex && npm run -s typecheck && npm test
 
 pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck node-test pytest
+
+demo: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m migrationkit.demo
 
 bench: $(STAMP) $(NODE_STAMP)
 	cd benchmarks && ../$(BIN)/python repo_overhead.py

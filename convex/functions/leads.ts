@@ -3,7 +3,7 @@
 import { ConvexError, v } from "convex/values";
 import { internalMutation, internalQuery } from "./_generated/server";
 import { checkId, checkLimit, checkWorkspace, recordEvent } from "./outbox";
-import { leadWriteFields } from "./schema";
+import { leadFields, leadWriteFields } from "./schema";
 
 async function current(ctx: any, workspaceId: string, id: string) {
   return await ctx.db
@@ -104,6 +104,34 @@ export const remove = internalMutation({
     const stored = await ctx.db.get(existing._id);
     await recordEvent(ctx, "lead", "delete", stored);
     return { deleted: true, document: stored };
+  },
+});
+
+// Replication from the other store: each document is written as it is (its
+// version and timestamps included, no bump) and only over an older version,
+// so duplicates and reordering change nothing. No outbox event is recorded:
+// a replicated change must not echo back to the store it came from.
+export const apply = internalMutation({
+  args: { documents: v.array(v.object(leadFields)) },
+  handler: async (ctx, { documents }) => {
+    let applied = 0;
+    let stale = 0;
+    for (const document of documents) {
+      checkWorkspace(document.workspaceId);
+      checkId(document.id);
+      const existing = await current(ctx, document.workspaceId, document.id);
+      if (existing !== null && existing.version >= document.version) {
+        stale += 1;
+        continue;
+      }
+      if (existing === null) {
+        await ctx.db.insert("leads", document);
+      } else {
+        await ctx.db.replace(existing._id, document);
+      }
+      applied += 1;
+    }
+    return { applied, stale };
   },
 });
 

@@ -82,6 +82,23 @@ export const forWorkspace = internalQuery({
   },
 });
 
+// How many events wait, and since when: the worker's backlog and lag gauges.
+// Counting scans the pending index, so it stops at `limit`.
+export const stats = internalQuery({
+  args: { limit: v.number() },
+  handler: async (ctx, { limit }) => {
+    checkLimit(limit);
+    const pending = await ctx.db
+      .query("outbox")
+      .withIndex("by_status", (q: any) => q.eq("status", "pending"))
+      .take(limit);
+    return {
+      pending: pending.length,
+      oldestOccurredAt: pending.length === 0 ? null : pending[0].occurredAt,
+    };
+  },
+});
+
 // Mark events processed once the other store has committed them. Marking an
 // event twice, or an unknown one, is harmless: the count says what changed.
 export const markProcessed = internalMutation({

@@ -6,11 +6,13 @@ code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from migrationkit.adapters.postgres import migrations
 from migrationkit.adapters.postgres.database_url import (
@@ -19,7 +21,9 @@ from migrationkit.adapters.postgres.database_url import (
     normalize_database_url,
     safe_url,
 )
-from migrationkit.errors import MigrationKitError
+from migrationkit.adapters.postgres.dead_letters import DeadLetterStore
+from migrationkit.adapters.postgres.engine import make_engine
+from migrationkit.errors import ConfigurationError, MigrationKitError
 from migrationkit.schema import convex_codegen
 
 app = typer.Typer(no_args_is_help=True, help="Move a product from Convex to PostgreSQL.")
@@ -27,8 +31,11 @@ db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL schema (alembic 
 app.add_typer(db_app, name="db")
 codegen_app = typer.Typer(no_args_is_help=True, help="Generate code from the registered models.")
 app.add_typer(codegen_app, name="codegen")
+dlq_app = typer.Typer(no_args_is_help=True, help="Changes the worker set aside (dead letters).")
+app.add_typer(dlq_app, name="dlq")
 
-out_console = Console(soft_wrap=True)
+# Piped output keeps whole lines (ids, errors) rather than an 80-column cut.
+out_console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 
 UrlOption = Annotated[
     str | None,
@@ -87,6 +94,64 @@ def codegen_convex(
         return
     for path in convex_codegen.write(out):
         out_console.print(f"wrote {path}")
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run the outbox worker (`python -m migrationkit.worker`), configured from the environment."""
+    from migrationkit.worker import main as worker_main
+
+    raise typer.Exit(worker_main())
+
+
+def _dead_letters() -> DeadLetterStore:
+    return DeadLetterStore(make_engine(_url(None)))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    include_replayed: Annotated[
+        bool, typer.Option("--all", help="Include dead letters already replayed.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+) -> None:
+    """Show dead letters, oldest first."""
+    store = _dead_letters()
+    letters = store.list(limit=limit, include_replayed=include_replayed)
+    if not letters:
+        out_console.print("no dead letters")
+        return
+    table = Table("event", "entity", "workspace", "id", "version", "attempts", "failed", "error")
+    for letter in letters:
+        table.add_row(
+            letter.event_id,
+            f"{letter.entity} {letter.kind}",
+            letter.workspace_id or "-",
+            letter.entity_id or letter.convex_id or "-",
+            str(letter.version),
+            str(letter.attempts),
+            letter.failed_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (letter.error[:80] + "...") if len(letter.error) > 80 else letter.error,
+        )
+    out_console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    event_ids: Annotated[list[str] | None, typer.Argument(help="Dead letters to replay.")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+) -> None:
+    """Apply dead letters again (after fixing their cause); each is applied at most once."""
+    from migrationkit.outbox.replay import replay_dead_letters
+
+    if not event_ids and not replay_all:
+        raise ConfigurationError("name the event ids to replay, or pass --all")
+    replayed, failed = replay_dead_letters(event_ids or None)
+    for event_id, error in failed:
+        typer.echo(f"still failing: {event_id}: {error}", err=True)
+    out_console.print(f"replayed {replayed}, still failing {len(failed)}")
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ class ChangeBatch:
     changes: list[Change]
     #: Source-specific: a delta cursor, the claimed rows' lease, ...
     token: Any = None
+    #: The source knows more is waiting: fetch again without idling.
+    more: bool = False
 
 
 @dataclass

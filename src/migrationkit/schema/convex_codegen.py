@@ -114,15 +114,22 @@ export const outboxFields = {
 def entity_module_ts(model: type[Entity]) -> str:
     n = EntityNames(model)
     entity = model.entity_name
-    return HEADER + ENTITY_MODULE_TS.replace("__TABLE__", n.table).replace(
-        "__ENTITY__", entity
-    ).replace("__WRITE_FIELDS__", n.write_fields_const)
+    replacements = {
+        "__TABLE__": n.table,
+        "__ENTITY__": entity,
+        "__WRITE_FIELDS__": n.write_fields_const,
+        "__FIELDS__": n.fields_const,
+    }
+    text = ENTITY_MODULE_TS
+    for placeholder, value in replacements.items():
+        text = text.replace(placeholder, value)
+    return HEADER + text
 
 
 ENTITY_MODULE_TS = """import { ConvexError, v } from "convex/values";
 import { internalMutation, internalQuery } from "./_generated/server";
 import { checkId, checkLimit, checkWorkspace, recordEvent } from "./outbox";
-import { __WRITE_FIELDS__ } from "./schema";
+import { __FIELDS__, __WRITE_FIELDS__ } from "./schema";
 
 async function current(ctx: any, workspaceId: string, id: string) {
   return await ctx.db
@@ -223,6 +230,34 @@ export const remove = internalMutation({
     const stored = await ctx.db.get(existing._id);
     await recordEvent(ctx, "__ENTITY__", "delete", stored);
     return { deleted: true, document: stored };
+  },
+});
+
+// Replication from the other store: each document is written as it is (its
+// version and timestamps included, no bump) and only over an older version,
+// so duplicates and reordering change nothing. No outbox event is recorded:
+// a replicated change must not echo back to the store it came from.
+export const apply = internalMutation({
+  args: { documents: v.array(v.object(__FIELDS__)) },
+  handler: async (ctx, { documents }) => {
+    let applied = 0;
+    let stale = 0;
+    for (const document of documents) {
+      checkWorkspace(document.workspaceId);
+      checkId(document.id);
+      const existing = await current(ctx, document.workspaceId, document.id);
+      if (existing !== null && existing.version >= document.version) {
+        stale += 1;
+        continue;
+      }
+      if (existing === null) {
+        await ctx.db.insert("__TABLE__", document);
+      } else {
+        await ctx.db.replace(existing._id, document);
+      }
+      applied += 1;
+    }
+    return { applied, stale };
   },
 });
 
@@ -327,6 +362,23 @@ export const forWorkspace = internalQuery({
       .query("outbox")
       .withIndex("by_workspace", (q: any) => q.eq("workspaceId", workspaceId))
       .take(limit);
+  },
+});
+
+// How many events wait, and since when: the worker's backlog and lag gauges.
+// Counting scans the pending index, so it stops at `limit`.
+export const stats = internalQuery({
+  args: { limit: v.number() },
+  handler: async (ctx, { limit }) => {
+    checkLimit(limit);
+    const pending = await ctx.db
+      .query("outbox")
+      .withIndex("by_status", (q: any) => q.eq("status", "pending"))
+      .take(limit);
+    return {
+      pending: pending.length,
+      oldestOccurredAt: pending.length === 0 ? null : pending[0].occurredAt,
+    };
   },
 });
 

@@ -26,9 +26,7 @@ def dead_letters_table(metadata: MetaData) -> Table:
         Column("data", JSONB(), nullable=True),
         Column("error", Text(), nullable=False),
         Column("attempts", Integer(), nullable=False),
-        Column(
-            "failed_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
-        ),
+        Column("failed_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
         Column("replayed_at", TIMESTAMP(timezone=True), nullable=True),
     )
 

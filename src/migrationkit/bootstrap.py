@@ -1,0 +1,74 @@
+"""The composition root: the only place that names concrete adapters.
+
+It turns ``WorkerSettings`` into a running pipeline (source, sink, dead
+letters) and owns the connections it opens.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from migrationkit.adapters.convex.applier import ConvexApplier
+from migrationkit.adapters.convex.client import ConvexClient
+from migrationkit.adapters.convex.delta_source import ConvexDeltaSource
+from migrationkit.adapters.convex.outbox_source import ConvexOutboxSource
+from migrationkit.adapters.postgres.applier import PostgresApplier
+from migrationkit.adapters.postgres.cursors import CursorStore
+from migrationkit.adapters.postgres.dead_letters import DeadLetterStore
+from migrationkit.adapters.postgres.engine import make_engine
+from migrationkit.adapters.postgres.outbox_source import PgOutboxSource
+from migrationkit.observability.metrics import PipelineMetrics
+from migrationkit.outbox.settings import WorkerSettings
+from migrationkit.outbox.worker import Backoff, PollInterval, Worker, WorkerConfig
+from migrationkit.ports.changes import ChangeSink, ChangeSource
+
+
+@dataclass
+class Pipeline:
+    engine: Engine
+    convex: ConvexClient
+    source: ChangeSource
+    sink: ChangeSink
+    dead_letters: DeadLetterStore
+    worker: Worker
+
+
+def build_pipeline(settings: WorkerSettings, stack: ExitStack) -> Pipeline:
+    """Everything a worker needs; ``stack`` closes it all."""
+    # Pre-ping here, unlike the repository default: a worker outlives
+    # database restarts and should find out on checkout, not mid-batch.
+    engine = make_engine(settings.database_url.get_secret_value(), pool_pre_ping=True)
+    stack.callback(engine.dispose)
+    assert settings.convex_url is not None  # checked by the settings
+    key = settings.convex_deploy_key.get_secret_value() if settings.convex_deploy_key else None
+    convex = stack.enter_context(ConvexClient(settings.convex_url, admin_key=key))
+
+    source: ChangeSource
+    sink: ChangeSink
+    if settings.direction == "convex_to_pg":
+        if settings.source == "convex_deltas":
+            source = ConvexDeltaSource(convex, CursorStore(engine))
+        else:
+            source = ConvexOutboxSource(convex)
+        sink = PostgresApplier(engine, consumer=settings.consumer)
+    else:
+        source = PgOutboxSource(
+            engine,
+            owner=settings.worker_id,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+        )
+        sink = ConvexApplier(convex)
+    dead_letters = DeadLetterStore(engine)
+    config = WorkerConfig(
+        batch_size=settings.batch_size,
+        max_attempts=settings.max_attempts,
+        consumer=settings.consumer,
+        poll=PollInterval(settings.poll_min, settings.poll_max),
+        backoff=Backoff(),
+    )
+    worker = Worker(source, sink, dead_letters, config=config, metrics=PipelineMetrics())
+    return Pipeline(engine, convex, source, sink, dead_letters, worker)

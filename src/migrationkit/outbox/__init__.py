@@ -1,0 +1,1 @@
+"""The pipeline: source -> batch -> sink -> acknowledge, with retries and dead letters."""

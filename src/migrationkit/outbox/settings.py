@@ -1,0 +1,68 @@
+"""Worker settings, from the environment (or a ``.env`` file).
+
+MIGRATIONKIT_DATABASE_URL     PostgreSQL (required)
+CONVEX_URL                    the Convex deployment (or the local backend)
+CONVEX_DEPLOY_KEY             admin or deploy key (never logged)
+MIGRATIONKIT_DIRECTION        convex_to_pg (default) | pg_to_convex
+MIGRATIONKIT_SOURCE           convex_outbox (default) | convex_deltas | pg_outbox
+MIGRATIONKIT_BATCH_SIZE       changes per batch (default 500)
+MIGRATIONKIT_POLL_MIN / _MAX  idle poll interval bounds in seconds (0.05 / 2.0)
+MIGRATIONKIT_MAX_ATTEMPTS     tries of a failing change before dead-lettering (5)
+MIGRATIONKIT_METRICS_PORT     /metrics and /healthz (9108; 0 picks a free port, -1 disables)
+MIGRATIONKIT_WORKER_ID        lease owner name (default host-pid)
+MIGRATIONKIT_LEASE_SECONDS    PostgreSQL outbox lease (30)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MIGRATIONKIT_", env_file=".env", extra="ignore")
+
+    database_url: SecretStr
+    convex_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CONVEX_URL", "MIGRATIONKIT_CONVEX_URL")
+    )
+    convex_deploy_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CONVEX_DEPLOY_KEY", "MIGRATIONKIT_CONVEX_DEPLOY_KEY"),
+    )
+    direction: Literal["convex_to_pg", "pg_to_convex"] = "convex_to_pg"
+    source: Literal["convex_outbox", "convex_deltas", "pg_outbox"] = "convex_outbox"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    poll_min: float = Field(default=0.05, gt=0)
+    poll_max: float = Field(default=2.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    metrics_port: int = Field(default=9108, ge=-1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    worker_id: str = Field(default_factory=_default_worker_id)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    consumer: str = "migrationkit"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        expected = {
+            "convex_to_pg": ("convex_outbox", "convex_deltas"),
+            "pg_to_convex": ("pg_outbox",),
+        }
+        if self.source not in expected[self.direction]:
+            raise ValueError(
+                f"source {self.source} does not feed direction {self.direction}:"
+                f" use one of {', '.join(expected[self.direction])}"
+            )
+        if self.poll_max < self.poll_min:
+            raise ValueError("MIGRATIONKIT_POLL_MAX must be at least MIGRATIONKIT_POLL_MIN")
+        if self.convex_url is None:
+            raise ValueError("CONVEX_URL is not set: the worker needs the Convex deployment")
+        return self

@@ -1,0 +1,81 @@
+"""``python -m migrationkit.worker``: the outbox worker.
+
+Configured from the environment (see ``migrationkit.outbox.settings``).
+SIGTERM and SIGINT let the batch under way finish, then exit 0. Exit codes:
+2 for bad settings, 3 when the pipeline cannot go on (a feed that needs a
+resync, a permission refused).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from contextlib import ExitStack
+
+from pydantic import ValidationError
+
+from migrationkit.bootstrap import build_pipeline
+from migrationkit.errors import MigrationKitError
+from migrationkit.observability.http import MetricsServer
+from migrationkit.outbox.settings import WorkerSettings
+
+log = logging.getLogger("migrationkit.worker")
+
+
+def _settings() -> WorkerSettings | None:
+    try:
+        return WorkerSettings()  # filled from the environment
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in error["loc"]) or "settings"
+            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        return None
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = _settings()
+    if settings is None:
+        return 2
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("%s received: finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with ExitStack() as stack:
+        try:
+            pipeline = build_pipeline(settings, stack)
+        except MigrationKitError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        worker = pipeline.worker
+        if settings.metrics_port >= 0:
+            server = MetricsServer(
+                worker.metrics.registry,
+                port=settings.metrics_port,
+                host=settings.metrics_host,
+                healthy=lambda: worker.seconds_since_beat() < 30 + settings.poll_max,
+            ).start()
+            stack.callback(server.stop)
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.port)
+        log.info(
+            "worker %s: %s via %s", settings.worker_id, settings.direction, pipeline.source.name
+        )
+        try:
+            worker.run(stop)
+        except MigrationKitError as exc:
+            log.error("stopping: %s", exc)
+            return 3
+    log.info("stopped cleanly")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
