@@ -168,7 +168,13 @@ def main() -> int:
         while postgres_view != convex_view and time.monotonic() < deadline:
             time.sleep(0.5)
             postgres_view = _fingerprint(_postgres_rows(database_url))
-        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        # The backlog gauge is refreshed about once a second: let it catch up.
+        metrics = ""
+        for _ in range(20):
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            if _metric(metrics, "migrationkit_outbox_backlog") == "0.0":
+                break
+            time.sleep(0.25)
 
         table = Table("workspace", "Convex live/all", "PostgreSQL live/all", "checksum", "in step")
         for workspace in WORKSPACES:

@@ -38,6 +38,8 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per HTTP request would bury what the worker itself says.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = _settings()
     if settings is None:
         return 2
