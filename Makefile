@@ -49,6 +49,8 @@ demo: $(STAMP) $(NODE_STAMP)
 bench: $(STAMP) $(NODE_STAMP)
 	cd benchmarks && ../$(BIN)/python repo_overhead.py
 	cd benchmarks && ../$(BIN)/python convex_call_rate.py
+	cd benchmarks && ../$(BIN)/python apply_throughput.py
+	cd benchmarks && ../$(BIN)/python e2e_lag.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis convex/node_modules
