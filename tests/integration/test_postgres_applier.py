@@ -515,7 +515,7 @@ def test_two_appliers_racing_on_overlapping_batches_apply_each_event_once(
     clean_postgres: Engine,
 ) -> None:
     rng = random.Random(7)
-    histories = {new_id(): rng.randint(1, 6) for _ in range(40)}
+    histories = {new_id(): rng.randint(1, 6) for _ in range(80)}
     events = [change_of(lead_version(i, v)) for i, n in histories.items() for v in range(1, n + 1)]
     results: list[ApplyResult] = []
     lock = threading.Lock()
@@ -655,7 +655,7 @@ def _batches(stream: Sequence[Change], cuts: list[int]) -> Iterator[Sequence[Cha
 
 
 @settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -6,6 +6,7 @@ from sqlalchemy import MetaData, Table
 
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.registry import registered_models
+from migrationkit.schema.cutover_tables import cutover_history_table, cutover_stages_table
 from migrationkit.schema.outbox_tables import outbox_table, processed_events_table
 from migrationkit.schema.pipeline_tables import dead_letters_table, sync_cursors_table
 from migrationkit.schema.tables import NAMING_CONVENTION, table_for
@@ -23,6 +24,8 @@ def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
     processed_events_table(metadata)
     dead_letters_table(metadata)
     sync_cursors_table(metadata)
+    cutover_stages_table(metadata)
+    cutover_history_table(metadata)
     return metadata
 
 

@@ -110,6 +110,16 @@ class ConvexRepository(Generic[E]):
         *,
         expected_version: int | None = None,
     ) -> str:
+        return self.upsert_entity(workspace_id, data, expected_version=expected_version).id
+
+    def upsert_entity(
+        self,
+        workspace_id: str,
+        data: E | Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> E:
+        """``upsert``, returning the entity as stored."""
         entity = prepare_upsert(self.model, workspace_id, data)
         expected = check_expected_version(expected_version)
         args = {
@@ -119,13 +129,17 @@ class ConvexRepository(Generic[E]):
         }
         with function_errors():
             stored = self.client.mutation(self._path("upsert"), args)
-        return str(stored["id"])
+        return self.codec.from_document(stored)
 
     def delete(self, workspace_id: str, id: str) -> bool:
+        return self.delete_entity(workspace_id, id) is not None
+
+    def delete_entity(self, workspace_id: str, id: str) -> E | None:
+        """``delete``, returning the entity as deleted (``None`` if it already was)."""
         args = {"workspaceId": check_workspace_id(workspace_id), "id": check_entity_id(id)}
         with function_errors():
             result = self.client.mutation(self._path("remove"), args)
-        return bool(result["deleted"])
+        return self.codec.from_document(result["document"]) if result["deleted"] else None
 
     # -- the outbox, as operators and tests read it ---------------------------
 

@@ -84,6 +84,16 @@ class MemoryRepository(Generic[E]):
         *,
         expected_version: int | None = None,
     ) -> str:
+        return self.upsert_entity(workspace_id, data, expected_version=expected_version).id
+
+    def upsert_entity(
+        self,
+        workspace_id: str,
+        data: E | Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> E:
+        """``upsert``, returning the entity as stored."""
         entity = prepare_upsert(self.model, workspace_id, data)
         expected = check_expected_version(expected_version)
         key = (entity.workspace_id, entity.id)
@@ -107,23 +117,27 @@ class MemoryRepository(Generic[E]):
             )
             self._rows[key] = stored
             self._outbox.append(OutboxEvent.for_write(stored, Operation.UPSERT))
-        return entity.id
+        return stored.model_copy(deep=True)
 
     def delete(self, workspace_id: str, id: str) -> bool:
+        return self.delete_entity(workspace_id, id) is not None
+
+    def delete_entity(self, workspace_id: str, id: str) -> E | None:
+        """``delete``, returning the entity as deleted (``None`` if it already was)."""
         key = (check_workspace_id(workspace_id), check_entity_id(id))
         with self._lock:
             current = self._rows.get(key)
             if current is None:
                 raise NotFound(f"{self.model.entity_name} {key[1]} not found in {key[0]}")
             if current.is_deleted:
-                return False
+                return None
             now = self._clock.now()
             stored = current.model_copy(
                 update={"version": current.version + 1, "updated_at": now, "deleted_at": now}
             )
             self._rows[key] = stored
             self._outbox.append(OutboxEvent.for_write(stored, Operation.DELETE))
-        return True
+        return stored.model_copy(deep=True)
 
     # -- for tests and the pipeline -----------------------------------------
 

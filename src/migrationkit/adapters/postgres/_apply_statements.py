@@ -27,9 +27,12 @@ Why this is correct under duplicates and reordering:
   ordered by version descending): a lower one would be overwritten by it
   anyway, and ``ON CONFLICT DO UPDATE`` must not touch a row twice in one
   statement.
-* The version guard is the ``WHERE`` of ``DO UPDATE``, evaluated on the
-  conflicting row after locking it, against its latest committed version
-  (read committed re-checks a row a concurrent transaction changed). A row
+* The version guard is the ``WHERE`` of ``DO UPDATE``: the stored row's
+  ``version`` against the change's (the entity's own counter, which the
+  staging step checked equals ``data["version"]``), whichever path the
+  change came by. It is evaluated on the conflicting row after locking it,
+  against its latest committed version (read committed re-checks a row a
+  concurrent transaction changed). A row
   is therefore only ever replaced by a strictly higher version: the stored
   version is the maximum of every version applied, whatever order they
   came in. A soft delete is such a row with ``deleted_at`` set, so an older
@@ -50,7 +53,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import postgres
 from sqlalchemy import (
+    Column,
     Engine,
     Select,
     bindparam,
@@ -60,6 +65,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateTable
 
 from migrationkit.adapters.postgres._staging import (
@@ -71,10 +77,20 @@ from migrationkit.adapters.postgres._staging import (
     EntityStage,
 )
 from migrationkit.adapters.postgres.compiled import CompiledStatement
+from migrationkit.errors import ConfigurationError
 from migrationkit.schema.metadata import metadata
 from migrationkit.schema.outbox_tables import processed_events_table
 
 _INBOX_COLUMNS = ["consumer", "event_id", "workspace_id", "entity", "entity_id", "version"]
+
+
+def _builtin_oid(column: Column[Any], dialect: Dialect) -> int:
+    """The oid of a column's type; the schema generator only uses built-in types."""
+    name = column.type.compile(dialect=dialect).lower().split(" collate ")[0]
+    info = postgres.types.get(name)
+    if info is None:
+        raise ConfigurationError(f"column {column.name}: type {name} is not a built-in type")
+    return info.oid
 
 
 class EntityStatements:
@@ -89,14 +105,10 @@ class EntityStatements:
         quote = dialect.identifier_preparer.quote
         self.create = str(CreateTable(stage.table).compile(dialect=dialect))
         columns = ", ".join(quote(c.name) for c in stage.table.columns)
+        # Binary COPY: psycopg sends ints, floats and timestamps in the
+        # server's own format, which the server stores without parsing text.
         self.copy = f"COPY {quote(stage.table.name)} ({columns}) FROM STDIN (FORMAT BINARY)"
-        self.column_types = (
-            "SELECT atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass"
-            " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-        )
-        self.stage_name = quote(stage.table.name)
-        #: Type oids of the staging columns, once the server has told them.
-        self.oids: list[int] | None = None
+        self.copy_types = [_builtin_oid(c, dialect) for c in stage.table.columns]
         entity = stage.model.entity_name
         self.writes = CompiledStatement(self._writes(stage, entity), dialect)
         self.purges = CompiledStatement(self._purges(stage, entity), dialect)

@@ -5,16 +5,18 @@ sent: a bad change fails the batch as a whole, with an error naming its
 event, and the database never sees the batch. (What only the database can
 refuse, a ``convex_id`` another row holds, the applier diagnoses.)
 
-Each entity gets a staging table shaped like its own table, plus the
-event's fields: COPY then parses every value with the column's own input
-function, as a COPY into the real table would, and the set-based
-statements move rows between tables of the same shape.
+Each entity gets a staging table with its own table's columns and types,
+plus the event's fields: COPY hands the server every value already in the
+column's type (no JSON to take apart server-side, which costs more than the
+COPY itself), and the set-based statements move rows between tables of the
+same shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,14 +50,20 @@ class EntityStage:
         self.model = model
         self.target = entity_table(model)
         kinds = field_kinds(model)
-        #: Model field -> column, in the table's column order.
-        self.columns = {name: snake_case(name) for name in kinds}
         # Values go to COPY as the repository's RowCodec sends them:
-        # JSON-shaped fields as JSON text (pydantic's JSON mode: nested
-        # datetimes as ISO strings), enums as their values, the rest as the
-        # Python values psycopg sends natively.
-        self._json_mode = {n for n, kind in kinds.items() if kind.is_json or kind.enum_values}
-        self._plan = [(name, name in self._json_mode) for name in kinds]
+        # JSON-shaped fields and enums in pydantic's JSON mode (nested
+        # datetimes as ISO strings, enums as their values; psycopg serializes
+        # the JSON ones), the rest as the Python values psycopg sends natively.
+        # Plain fields first, then the JSON-mode ones: each group is read
+        # in one call.
+        plain = [name for name, kind in kinds.items() if not (kind.is_json or kind.enum_values)]
+        json_mode = [name for name in kinds if name not in plain]
+        self._plain = attrgetter(*plain)  # a tuple: every entity has six plain fields
+        self._json_mode = set(json_mode)
+        self._json_values = itemgetter(*json_mode) if len(json_mode) > 1 else None
+        self._json_names = json_mode
+        #: Model field -> column, in staging order.
+        self.columns = {name: snake_case(name) for name in [*plain, *json_mode]}
         self._no_data = (None,) * len(kinds)
         # Lives for one transaction (ON COMMIT DROP): nothing to clean up
         # after a crash, and concurrent appliers never see each other's rows.
@@ -80,10 +88,14 @@ class EntityStage:
         head = (ord_, change.event_id, change.kind.value, change.version, convex_id)
         if entity is None:
             return head + self._no_data
+        values: StageRow = head + self._plain(entity)
+        if not self._json_names:
+            return values
         as_json = entity.model_dump(mode="json", include=self._json_mode)
-        return head + tuple(
-            as_json[name] if json_mode else getattr(entity, name) for name, json_mode in self._plan
-        )
+        if self._json_values is None:
+            return (*values, as_json[self._json_names[0]])
+        json_values: StageRow = self._json_values(as_json)
+        return values + json_values
 
 
 _STAGES: dict[type[Entity], EntityStage] = {}

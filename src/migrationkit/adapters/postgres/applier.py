@@ -99,10 +99,7 @@ class PostgresApplier:
             for stage, rows in (entry for _, entry in entities):
                 statements = self._statements_for(stage)
                 run_driver_sql(conn, statements.create)
-                if statements.oids is None:
-                    found = run_driver_sql(conn, statements.column_types, (statements.stage_name,))
-                    statements.oids = [r[0] for r in found.fetchall()]
-                self._copy(conn, statements.copy, statements.oids, rows)
+                self._copy(conn, statements, rows)
             for stage, step in steps:
                 statement = getattr(self._statements_for(stage), step)
                 counts = statement.execute(conn, params).fetchone()
@@ -110,15 +107,15 @@ class PostgresApplier:
                 changed += counts[1]
         return claimed, changed
 
-    def _copy(self, conn: Connection, sql: str, oids: list[int], rows: list[StageRow]) -> None:
+    def _copy(self, conn: Connection, statements: EntityStatements, rows: list[StageRow]) -> None:
         driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
         try:
             with driver.cursor() as cursor:
                 # JSON columns get pydantic's serializer (the values are
                 # already in its JSON mode), several times faster than json.
                 set_json_dumps(pydantic_core.to_json, cursor)
-                with cursor.copy(sql) as copy:
-                    copy.set_types(oids)
+                with cursor.copy(statements.copy) as copy:
+                    copy.set_types(statements.copy_types)
                     for row in rows:
                         copy.write_row(row)
         except psycopg.OperationalError as exc:

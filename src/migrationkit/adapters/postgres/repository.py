@@ -141,6 +141,16 @@ class PostgresRepository(Generic[E]):
         *,
         expected_version: int | None = None,
     ) -> str:
+        return self.upsert_entity(workspace_id, data, expected_version=expected_version).id
+
+    def upsert_entity(
+        self,
+        workspace_id: str,
+        data: E | Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> E:
+        """``upsert``, returning the entity as stored (version and timestamps stamped)."""
         entity = prepare_upsert(self.model, workspace_id, data)
         expected = check_expected_version(expected_version)
         now = self._clock.now()
@@ -179,9 +189,13 @@ class PostgresRepository(Generic[E]):
                 }
             )
             self._insert_event.execute(conn, event_fields(saved, Operation.UPSERT))
-        return saved.id
+        return saved
 
     def delete(self, workspace_id: str, id: str) -> bool:
+        return self.delete_entity(workspace_id, id) is not None
+
+    def delete_entity(self, workspace_id: str, id: str) -> E | None:
+        """``delete``, returning the entity as deleted (``None`` if it already was)."""
         workspace, entity_id = check_workspace_id(workspace_id), check_entity_id(id)
         key = {"key_workspace_id": workspace, "key_id": entity_id}
         with workspace_transaction(self.engine, workspace) as conn:
@@ -190,10 +204,10 @@ class PostgresRepository(Generic[E]):
                 found = self._exists.execute(conn, key).fetchone()
                 if not found or not found[0]:
                     raise NotFound(f"{self.model.entity_name} {entity_id} not found in {workspace}")
-                return False
+                return None
             deleted = self._entity(stored)
             self._insert_event.execute(conn, event_fields(deleted, Operation.DELETE))
-        return True
+        return deleted
 
 
 class PostgresLeadRepository(PostgresRepository[Lead]):
