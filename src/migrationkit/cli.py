@@ -6,6 +6,7 @@ code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +24,9 @@ from migrationkit.adapters.postgres.database_url import (
 )
 from migrationkit.adapters.postgres.dead_letters import DeadLetterStore
 from migrationkit.adapters.postgres.engine import make_engine
+from migrationkit.cutover.control import CutoverControl
+from migrationkit.cutover.gates import Thresholds
+from migrationkit.cutover.stages import Stage
 from migrationkit.errors import ConfigurationError, MigrationKitError
 from migrationkit.schema import convex_codegen
 
@@ -33,6 +37,15 @@ codegen_app = typer.Typer(no_args_is_help=True, help="Generate code from the reg
 app.add_typer(codegen_app, name="codegen")
 dlq_app = typer.Typer(no_args_is_help=True, help="Changes the worker set aside (dead letters).")
 app.add_typer(dlq_app, name="dlq")
+cutover_app = typer.Typer(no_args_is_help=True, help="The cutover stage, one step at a time.")
+app.add_typer(cutover_app, name="cutover")
+
+EntityOption = Annotated[str, typer.Option("--entity", help="One entity (default: all).")]
+WorkspaceOption = Annotated[str, typer.Option("--workspace", help="One workspace (default: all).")]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Move even if the gate refuses (recorded as forced).")
+]
+ReasonOption = Annotated[str | None, typer.Option("--reason", help="Kept in the history.")]
 
 # Piped output keeps whole lines (ids, errors) rather than an 80-column cut.
 out_console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
@@ -152,6 +165,86 @@ def dlq_replay(
     out_console.print(f"replayed {replayed}, still failing {len(failed)}")
     if failed:
         raise typer.Exit(1)
+
+
+def _control(max_backlog: int = 100, max_lag: float = 5.0) -> CutoverControl:
+    from migrationkit.cutover.wiring import control_from_environment
+
+    return control_from_environment(Thresholds(max_backlog, max_lag))
+
+
+def _operator() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+
+
+@cutover_app.command("status")
+def cutover_status() -> None:
+    """Show the stage of every scope and what each stage means."""
+    control = _control()
+    settings = control.settings()
+    table = Table("entity", "workspace", "stage", "writes to", "reads from", "set by", "at")
+    if not settings:
+        out_console.print("no stage set: everything is at convex_only")
+    for s in settings:
+        table.add_row(
+            s.entity,
+            s.workspace,
+            s.stage.value,
+            s.stage.authority.value,
+            s.stage.reads_from.value,
+            s.updated_by,
+            s.updated_at.strftime("%Y-%m-%d %H:%M:%S") if s.updated_at else "-",
+        )
+    if settings:
+        out_console.print(table)
+    for name, outbox in control.outboxes.items():
+        try:
+            backlog, age = outbox.backlog(), outbox.oldest_pending_age()
+        except MigrationKitError as exc:
+            out_console.print(f"{name} outbox: unavailable ({exc})")
+            continue
+        age_text = "-" if age is None else f"{age:.1f}s"
+        out_console.print(f"{name} outbox: {backlog} pending, oldest {age_text}")
+
+
+@cutover_app.command("set")
+def cutover_set(
+    stage: Annotated[str, typer.Argument(help=" | ".join(s.value for s in Stage))],
+    entity: EntityOption = "*",
+    workspace: WorkspaceOption = "*",
+    force: ForceOption = False,
+    reason: ReasonOption = None,
+    max_backlog: Annotated[int, typer.Option(help="Gate: most changes waiting.")] = 100,
+    max_lag: Annotated[float, typer.Option(help="Gate: oldest waiting change, seconds.")] = 5.0,
+) -> None:
+    """Move a scope to STAGE, if the gate allows it."""
+    try:
+        target = Stage(stage)
+    except ValueError:
+        raise ConfigurationError(
+            f"unknown stage {stage!r}: one of {', '.join(s.value for s in Stage)}"
+        ) from None
+    control = _control(max_backlog, max_lag)
+    previous = control.move(
+        target, entity=entity, workspace=workspace, force=force, by=_operator(), reason=reason
+    )
+    out_console.print(f"{entity}/{workspace}: {previous} -> {target}")
+
+
+@cutover_app.command("rollback")
+def cutover_rollback(
+    entity: EntityOption = "*",
+    workspace: WorkspaceOption = "*",
+    force: ForceOption = False,
+    reason: ReasonOption = None,
+) -> None:
+    """Move a scope one stage back."""
+    control = _control()
+    previous = control.current(entity=entity, workspace=workspace)
+    target = control.rollback(
+        entity=entity, workspace=workspace, force=force, by=_operator(), reason=reason
+    )
+    out_console.print(f"{entity}/{workspace}: {previous} -> {target}")
 
 
 def main() -> None:

@@ -63,3 +63,29 @@ class PipelineMetrics:
             "When the worker last completed a loop (fetch, apply, acknowledge).",
             registry=r,
         )
+
+
+class CutoverMetrics:
+    """What the routing repository counts; labelled by entity, never by id."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.shadow_reads = Counter(
+            "migrationkit_shadow_reads_total",
+            "Shadow reads compared with the authoritative answer, by result.",
+            ["entity", "result"],  # match | mismatch | error
+            registry=r,
+        )
+        self.shadow_write_failures = Counter(
+            "migrationkit_shadow_write_failures_total",
+            "Inline writes to the non-authoritative store that failed (left to the outbox).",
+            ["entity", "store"],
+            registry=r,
+        )
+        self.read_fallbacks = Counter(
+            "migrationkit_read_fallbacks_total",
+            "Hybrid reads that PostgreSQL could not answer and Convex did.",
+            ["entity"],
+            registry=r,
+        )
