@@ -366,6 +366,18 @@ def test_a_convex_id_another_row_holds_fails_the_batch_naming_the_event(
     assert len(stored(clean_postgres)) == 1
 
 
+def test_two_entities_claiming_one_convex_id_in_a_batch_fail_it_naming_the_event(
+    applier: PostgresApplier, clean_postgres: Engine
+) -> None:
+    first = change_of(lead_version(new_id(), 1), convex_id="cx-twice")
+    second = change_of(lead_version(new_id(), 1), convex_id="cx-twice")
+
+    with pytest.raises(ValidationFailed, match=second.event_id):
+        applier.apply([first, second])
+    assert stored(clean_postgres) == {}
+    assert inbox(clean_postgres) == []
+
+
 # -- bad input ---------------------------------------------------------------------
 
 

@@ -14,12 +14,13 @@ same shape.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text
 
 from migrationkit.domain.change import Change, ChangeKind
@@ -50,25 +51,28 @@ class EntityStage:
         self.model = model
         self.target = entity_table(model)
         kinds = field_kinds(model)
-        # Values go to COPY as the repository's RowCodec sends them:
-        # JSON-shaped fields and enums in pydantic's JSON mode (nested
-        # datetimes as ISO strings, enums as their values; psycopg serializes
-        # the JSON ones), the rest as the Python values psycopg sends natively.
-        # Plain fields first, then the JSON-mode ones: each group is read
-        # in one call.
+        # Values are those the repository's RowCodec stores: JSON-shaped
+        # fields and enums in pydantic's JSON mode (nested datetimes as ISO
+        # strings, enums as their values), the rest as the Python values
+        # psycopg sends natively. Plain fields first, then the JSON-mode
+        # ones: each group is read in one call.
         plain = [name for name, kind in kinds.items() if not (kind.is_json or kind.enum_values)]
         json_mode = [name for name in kinds if name not in plain]
         self._plain = attrgetter(*plain)  # a tuple: every entity has six plain fields
         self._json_mode = set(json_mode)
-        self._json_values = itemgetter(*json_mode) if len(json_mode) > 1 else None
+        self._json_values = _tuple_getter(json_mode)
+        self._json_kinds = [kinds[name].is_json for name in json_mode]
         self._json_names = json_mode
         #: Model field -> column, in staging order.
         self.columns = {name: snake_case(name) for name in [*plain, *json_mode]}
         self._no_data = (None,) * len(kinds)
+        names = [*self.columns.values()]
+        self._identity = itemgetter(1, 4, 5 + names.index("workspace_id"), 5 + names.index("id"))
         # Lives for one transaction (ON COMMIT DROP): nothing to clean up
         # after a crash, and concurrent appliers never see each other's rows.
-        # Event ids sort in the "C" collation: byte order is all the sort
-        # needs, and it is several times cheaper than a linguistic one.
+        # Event ids sort in the "C" collation (as do keys, in the statements):
+        # the sorts only need one consistent order, and byte order is several
+        # times cheaper than a linguistic one.
         self.table = Table(
             f"mk_apply_{self.target.name}",
             MetaData(),
@@ -82,20 +86,33 @@ class EntityStage:
             postgresql_on_commit="DROP",
         )
 
-    def row(
-        self, ord_: int, change: Change, convex_id: str | None, entity: Entity | None
-    ) -> StageRow:
-        head = (ord_, change.event_id, change.kind.value, change.version, convex_id)
+    def row(self, ord_: int, change: Change, entity: Entity | None) -> StageRow:
+        head = (ord_, change.event_id, change.kind.value, change.version, change.convex_id)
         if entity is None:
             return head + self._no_data
         values: StageRow = head + self._plain(entity)
         if not self._json_names:
             return values
         as_json = entity.model_dump(mode="json", include=self._json_mode)
-        if self._json_values is None:
-            return (*values, as_json[self._json_names[0]])
-        json_values: StageRow = self._json_values(as_json)
-        return values + json_values
+        # JSON columns leave here as JSON text: a row of strings and numbers
+        # only is one the garbage collector stops tracking.
+        return values + tuple(
+            to_json(value) if is_json and value is not None else value
+            for is_json, value in zip(self._json_kinds, self._json_values(as_json), strict=True)
+        )
+
+    def identity(self, row: StageRow) -> tuple[str, str | None, str, str]:
+        """(event id, convex_id, workspace_id, id) of a staged write."""
+        found: tuple[str, str | None, str, str] = self._identity(row)
+        return found
+
+
+def _tuple_getter(names: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    if not names:
+        return lambda mapping: ()
+    if len(names) == 1:
+        return lambda mapping: (mapping[names[0]],)
+    return itemgetter(*names)
 
 
 _STAGES: dict[type[Entity], EntityStage] = {}
@@ -120,9 +137,6 @@ class StagedBatch:
     #: Entity names with upserts or deletes, and with purges.
     writes: set[str] = field(default_factory=set)
     purges: set[str] = field(default_factory=set)
-    #: Event id -> (entity name, workspace, id, convex_id) of writes naming
-    #: a Convex id: which event a uniqueness failure came from.
-    convex_ids: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
 
 
 def _check_text(value: Any, what: str, event_id: str) -> str:
@@ -174,37 +188,32 @@ def stage_changes(changes: Iterable[Change]) -> StagedBatch:
     """Check every change and turn it into a staging row; raise on the first bad one."""
     batch = StagedBatch()
     seen: set[str] = set()
-    convex_owner: dict[str, tuple[str, str, str]] = {}
+    stages: dict[str, tuple[EntityStage, list[StageRow]]] = {}
     for ord_, change in enumerate(changes):
         event_id = _event_id(change)
         if event_id in seen:
             batch.repeated += 1
             continue
         seen.add(event_id)
-        model = _model(change, event_id)
-        name = model.entity_name
-        if not isinstance(change.version, int) or not 0 <= change.version <= _MAX_BIGINT:
-            raise ValidationFailed(f"change {event_id}: version must fit a 64-bit integer")
-        convex_id = None
-        if change.convex_id is not None:
-            convex_id = _check_text(change.convex_id, "convex_id", event_id)
-        entity = None
-        if change.kind is ChangeKind.PURGE:
-            batch.purges.add(name)
-        else:
-            entity = _validated(change, model, event_id)
-            batch.writes.add(name)
-            if convex_id is not None:
-                owner = (name, entity.workspace_id, entity.id)
-                if convex_owner.setdefault(convex_id, owner) != owner:
-                    raise ValidationFailed(
-                        f"change {event_id}: convex_id {convex_id!r} names another"
-                        " entity earlier in the batch"
-                    )
-                batch.convex_ids[event_id] = (*owner, convex_id)
-        entry = batch.rows.get(name)
+        entry = stages.get(change.entity)
         if entry is None:
-            entry = batch.rows[name] = (stage_for(model), [])
-        entry[1].append(entry[0].row(ord_, change, convex_id, entity))
+            model = _model(change, event_id)
+            entry = batch.rows.get(model.entity_name)
+            if entry is None:
+                entry = batch.rows[model.entity_name] = (stage_for(model), [])
+            stages[change.entity] = entry
+        stage, rows = entry
+        version = change.version
+        if not isinstance(version, int) or not 0 <= version <= _MAX_BIGINT:
+            raise ValidationFailed(f"change {event_id}: version must fit a 64-bit integer")
+        convex_id = change.convex_id
+        if convex_id is not None:
+            _check_text(convex_id, "convex_id", event_id)
+        if change.kind is ChangeKind.PURGE:
+            batch.purges.add(stage.model.entity_name)
+            rows.append(stage.row(ord_, change, None))
+        else:
+            batch.writes.add(stage.model.entity_name)
+            rows.append(stage.row(ord_, change, _validated(change, stage.model, event_id)))
         batch.staged += 1
     return batch
