@@ -1,11 +1,13 @@
-"""``make demo``: a whole Convex -> PostgreSQL replication on embedded defaults.
+"""``make demo``: a whole Convex -> PostgreSQL migration on embedded defaults.
 
 It starts an embedded PostgreSQL and the local Convex backend, applies the
 migrations, writes leads through the Convex repository, runs the real
 worker (``python -m migrationkit.worker``) while more writes arrive, and
 shows PostgreSQL in step: counts and checksums per workspace, the worker's
-lag and backlog from its ``/metrics``, a few rows. Then it stops everything
-it started. Exit code 0 only if both stores agree.
+lag and backlog from its ``/metrics``, a few rows. Then it walks every
+cutover stage forward and back through ``CutoverRouter``, with the reverse
+worker running, writing in each stage. Then it stops everything it
+started. Exit code 0 only if both stores agree at the end.
 """
 
 from __future__ import annotations
@@ -28,10 +30,18 @@ from rich.table import Table
 from sqlalchemy import text
 
 from migrationkit.adapters.convex.client import ConvexClient
+from migrationkit.adapters.convex.outbox_source import ConvexOutboxSource
 from migrationkit.adapters.convex.repository import ConvexLeadRepository
 from migrationkit.adapters.convex.streaming_export import StreamingExport
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.migrations import upgrade
+from migrationkit.adapters.postgres.outbox_source import PgOutboxSource
+from migrationkit.adapters.postgres.repository import PostgresLeadRepository
+from migrationkit.cutover.control import CutoverControl
+from migrationkit.cutover.gates import Thresholds
+from migrationkit.cutover.router import LeadCutoverRouter
+from migrationkit.cutover.stages import Stage
+from migrationkit.cutover.store import CachedStages, PostgresStageStore
 from migrationkit.testing.convex_backend import LocalConvexBackend
 from migrationkit.testing.databases import embedded_server, throwaway_database
 
@@ -208,12 +218,79 @@ def main() -> int:
             rows.add_row(*(str(v) for v in row))
         console.print(rows)
 
+        in_step = postgres_view == convex_view
+        walked = _walk_stages(client, database_url, env)
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=30)
         console.print(f"worker stopped on SIGTERM with exit code {code}")
-        in_step = postgres_view == convex_view
-        console.rule("[green]PostgreSQL is in step with Convex" if in_step else "[red]NOT in step")
-    return 0 if in_step and code == 0 else 1
+        final = _fingerprint(_convex_rows(client)) == _fingerprint(_postgres_rows(database_url))
+        ok = in_step and walked and final and code == 0
+        console.rule("[green]PostgreSQL is in step with Convex" if ok else "[red]NOT in step")
+    return 0 if ok else 1
+
+
+def _walk_stages(client: ConvexClient, database_url: Any, env: dict[str, str]) -> bool:
+    """Every cutover stage forward and back, writing through the router in each."""
+    console.rule("[bold]the cutover, one stage at a time")
+    engine = make_engine(database_url)
+    reverse = subprocess.Popen(
+        [sys.executable, "-m", "migrationkit.worker"],
+        env=env
+        | {
+            "MIGRATIONKIT_DIRECTION": "pg_to_convex",
+            "MIGRATIONKIT_SOURCE": "pg_outbox",
+            "MIGRATIONKIT_METRICS_PORT": "-1",
+        },
+    )
+    try:
+        store = PostgresStageStore(engine)
+        stages = CachedStages(store, ttl=0.1)
+        control = CutoverControl(
+            store,
+            {
+                "convex": ConvexOutboxSource(client),
+                "postgres": PgOutboxSource(engine, owner="demo"),
+            },
+            Thresholds(max_backlog=0, max_lag_seconds=30),
+        )
+        router = LeadCutoverRouter(
+            convex=ConvexLeadRepository(client),
+            postgres=PostgresLeadRepository(engine),
+            stages=stages,
+        )
+        table = Table("stage", "writes to", "reads from", "lead written", "read back", "gate")
+        path = [*Stage, *reversed(list(Stage)[:-1])]
+        for step, stage in enumerate(path):
+            gate = "-"
+            if step:
+                current = control.current()
+                deadline = time.monotonic() + 30
+                while not control.gate(current, stage).allowed and time.monotonic() < deadline:
+                    time.sleep(0.1)  # as an operator would: wait for the outbox to drain
+                control.move(stage, by="demo", reason="make demo")
+                stages.invalidate()
+                gate = "passed"
+            lead_id = router.upsert("acme", {"email": f"stage{step}-{stage.value}@acme.example"})
+            found = router.get("acme", lead_id)
+            table.add_row(
+                stage.value,
+                stage.authority.value,
+                stage.reads_from.value,
+                lead_id[-8:],
+                "yes" if found is not None else "not yet (lag)",
+                gate,
+            )
+        console.print(table)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if _fingerprint(_convex_rows(client)) == _fingerprint(_postgres_rows(database_url)):
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        reverse.send_signal(signal.SIGTERM)
+        reverse.wait(timeout=30)
+        engine.dispose()
 
 
 if __name__ == "__main__":
