@@ -2,7 +2,7 @@
 // Do not edit: change the models and regenerate.
 import { ConvexError, v } from "convex/values";
 import { internalMutation, internalQuery } from "./_generated/server";
-import { checkId, checkLimit, checkWorkspace, recordEvent } from "./outbox";
+import { checkFence, checkId, checkLimit, checkWorkspace, recordEvent } from "./outbox";
 import { leadFields, leadWriteFields } from "./schema";
 
 async function current(ctx: any, workspaceId: string, id: string) {
@@ -57,6 +57,7 @@ export const upsert = internalMutation({
   handler: async (ctx, { workspaceId, document, expectedVersion }) => {
     checkWorkspace(workspaceId);
     checkId(document.id);
+    await checkFence(ctx, "lead", workspaceId);
     const existing = await current(ctx, workspaceId, document.id);
     const found = existing === null ? 0 : existing.version;
     if (expectedVersion !== null && expectedVersion !== found) {
@@ -91,6 +92,7 @@ export const remove = internalMutation({
   handler: async (ctx, { workspaceId, id }) => {
     checkWorkspace(workspaceId);
     checkId(id);
+    await checkFence(ctx, "lead", workspaceId);
     const existing = await current(ctx, workspaceId, id);
     if (existing === null) {
       throw new ConvexError({ code: "NotFound", id });

@@ -38,6 +38,45 @@ function newEventId(now: number): string {
   return time + random;
 }
 
+// The cutover fence: a write function refuses while PostgreSQL is the
+// authority for its scope. Read inside the mutation, so a fence set by a
+// concurrent mutation either commits first (and this write is refused) or
+// after (and this write is in the outbox the switch drains first).
+export async function checkFence(ctx: any, entity: string, workspaceId: string) {
+  for (const [e, w] of [[entity, workspaceId], ["*", workspaceId], [entity, "*"], ["*", "*"]]) {
+    const fence = await ctx.db
+      .query("cutoverFence")
+      .withIndex("by_scope", (q: any) => q.eq("entity", e).eq("workspaceId", w))
+      .unique();
+    if (fence !== null) {
+      if (fence.authority === "postgres") {
+        throw new ConvexError({ code: "StageMoved", authority: "postgres", entity, workspaceId });
+      }
+      return;
+    }
+  }
+}
+
+export const setFence = internalMutation({
+  args: {
+    entity: v.string(),
+    workspaceId: v.string(),
+    authority: v.union(v.literal("convex"), v.literal("postgres")),
+  },
+  handler: async (ctx, { entity, workspaceId, authority }) => {
+    const existing = await ctx.db
+      .query("cutoverFence")
+      .withIndex("by_scope", (q: any) => q.eq("entity", entity).eq("workspaceId", workspaceId))
+      .unique();
+    if (existing === null) {
+      await ctx.db.insert("cutoverFence", { entity, workspaceId, authority });
+    } else {
+      await ctx.db.patch(existing._id, { authority });
+    }
+    return authority;
+  },
+});
+
 // Called by every write function, inside its own mutation.
 export async function recordEvent(ctx: any, entity: string, operation: string, doc: any) {
   const now = Date.now();

@@ -48,6 +48,14 @@ export const leadWriteFields = {
   }), v.null())),
 };
 
+// Which store takes writes, per scope ("*" for all), during a cutover:
+// while PostgreSQL is authoritative, the write functions here refuse.
+export const cutoverFenceFields = {
+  entity: v.string(),
+  workspaceId: v.string(),
+  authority: v.union(v.literal("convex"), v.literal("postgres")),
+};
+
 // One row per committed write, inserted by the write's own mutation.
 export const outboxFields = {
   eventId: v.string(),
@@ -69,6 +77,8 @@ export default defineSchema({
     .index("by_workspace_id", ["workspaceId", "id"])
     .index("by_workspaceId_segment", ["workspaceId", "segment"])
     .index("by_workspaceId_createdAt", ["workspaceId", "createdAt"]),
+  cutoverFence: defineTable(cutoverFenceFields)
+    .index("by_scope", ["entity", "workspaceId"]),
   outbox: defineTable(outboxFields)
     .index("by_status", ["status"])
     .index("by_event_id", ["eventId"])

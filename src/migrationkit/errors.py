@@ -9,6 +9,7 @@ port. The driver's exception is kept as ``__cause__``.
     │   └── InvalidCursor       a cursor that was tampered with or belongs elsewhere
     ├── NotFound                the entity does not exist (or is deleted)
     ├── Conflict                a write lost a race (expected version differs)
+    │   └── StageMoved          the cutover fenced this store off for the scope
     ├── UnknownEntity           a table or entity name nobody registered
     ├── ConfigurationError      a bad URL, a missing key or setting
     ├── FunctionFailed          a remote (Convex) function ran and threw
@@ -36,6 +37,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ResyncRequired",
+    "StageMoved",
     "StoreUnavailable",
     "UnknownEntity",
     "ValidationFailed",
@@ -81,6 +83,11 @@ class NotFound(MigrationKitError, LookupError):
 
 class Conflict(MigrationKitError):
     """A concurrent write won: the version the caller expected is not current."""
+
+
+class StageMoved(Conflict):
+    """A store refused a write because the cutover made the other store
+    authoritative for that scope; re-read the stage and write there."""
 
 
 class UnknownEntity(MigrationKitError, KeyError):

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from migrationkit.cutover.fence import PostgresFence
 from migrationkit.cutover.stages import Stage, Store
 from migrationkit.cutover.store import StageProvider
 from migrationkit.domain.change import Change, ChangeKind
@@ -32,10 +34,12 @@ from migrationkit.domain.entity import Entity
 from migrationkit.domain.ids import check_workspace_id
 from migrationkit.domain.lead import Lead
 from migrationkit.domain.query import ListQuery, Page, SegmentQuery
+from migrationkit.errors import StageMoved
 from migrationkit.observability.metrics import CutoverMetrics
 from migrationkit.ports.changes import ChangeSink
 
 E = TypeVar("E", bound=Entity)
+T = TypeVar("T")
 log = logging.getLogger("migrationkit.cutover")
 
 
@@ -94,6 +98,8 @@ class CutoverRouter(Generic[E]):
         ignore_fields: frozenset[str] = frozenset(),
         metrics: CutoverMetrics | None = None,
         random_source: Callable[[], float] = random.random,
+        postgres_fence: PostgresFence | None = None,
+        fence_wait: float = 60.0,
     ) -> None:
         if shadow_writes == "inline" and not sinks:
             raise ValueError("inline shadow writes need a sink for each store")
@@ -112,6 +118,8 @@ class CutoverRouter(Generic[E]):
         self.ignore_fields = ignore_fields
         self.metrics = metrics or CutoverMetrics()
         self._random = random_source
+        self.postgres_fence = postgres_fence
+        self.fence_wait = fence_wait
 
     def stage(self, workspace_id: str) -> Stage:
         return self.stages.stage_for(self.entity, check_workspace_id(workspace_id))
@@ -172,19 +180,57 @@ class CutoverRouter(Generic[E]):
         *,
         expected_version: int | None = None,
     ) -> str:
-        stage = self.stage(workspace_id)
-        saved = self.repos[stage.authority].upsert_entity(
-            workspace_id, data, expected_version=expected_version
-        )
+        def write(stage: Stage) -> E:
+            repo: Any = self.repos[stage.authority]
+            return repo.upsert_entity(  # type: ignore[no-any-return]
+                workspace_id,
+                data,
+                expected_version=expected_version,
+                **self._guard(stage, workspace_id),
+            )
+
+        stage, saved = self._fenced(workspace_id, write)
         self._shadow(stage, saved, ChangeKind.UPSERT)
         return saved.id
 
     def delete(self, workspace_id: str, id: str) -> bool:
-        stage = self.stage(workspace_id)
-        deleted = self.repos[stage.authority].delete_entity(workspace_id, id)
+        def write(stage: Stage) -> E | None:
+            repo: Any = self.repos[stage.authority]
+            return repo.delete_entity(  # type: ignore[no-any-return]
+                workspace_id, id, **self._guard(stage, workspace_id)
+            )
+
+        stage, deleted = self._fenced(workspace_id, write)
         if deleted is not None:
             self._shadow(stage, deleted, ChangeKind.DELETE)
         return deleted is not None
+
+    def _guard(self, stage: Stage, workspace_id: str) -> dict[str, Any]:
+        if stage.authority is Store.POSTGRES and self.postgres_fence is not None:
+            return {"guard": self.postgres_fence.guard(self.entity, workspace_id)}
+        return {}
+
+    def _fenced(self, workspace_id: str, write: Callable[[Stage], T]) -> tuple[Stage, T]:
+        """Write to the stage's authority; while a switch fences it off, wait and retry.
+
+        A refused write changed nothing, so retrying it is safe; the stage is
+        re-read each time, so the write lands wherever the switch ends.
+        """
+        deadline = time.monotonic() + self.fence_wait
+        delay = 0.005
+        while True:
+            stage = self.stage(workspace_id)
+            try:
+                return stage, write(stage)
+            except StageMoved:
+                if time.monotonic() >= deadline:
+                    raise
+                self.metrics.fenced_writes.labels(self.entity).inc()
+                invalidate = getattr(self.stages, "invalidate", None)
+                if callable(invalidate):
+                    invalidate()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
 
     def _shadow(self, stage: Stage, entity: Entity, kind: ChangeKind) -> None:
         if not stage.replicates or self.shadow_writes != "inline":

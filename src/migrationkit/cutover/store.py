@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from migrationkit.adapters.postgres.errors import translated_errors
@@ -25,6 +25,8 @@ from migrationkit.schema.cutover_tables import cutover_history_table, cutover_st
 from migrationkit.schema.metadata import metadata
 
 ANY = "*"
+#: pg_advisory_xact_lock key shared by fenced writes and stage changes.
+FENCE_LOCK_KEY = 7_160_419_022_871_731_202
 DEFAULT_STAGE = Stage.CONVEX_ONLY
 
 
@@ -94,6 +96,9 @@ class PostgresStageStore:
         """Set a scope's stage and record the change; returns the scope's previous stage."""
         t, h = self.stages, self.history
         with translated_errors(), self.engine.begin() as conn:
+            # Fenced writes hold this lock shared: none is under way while the
+            # stage changes, and each sees either the old stage or the new.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FENCE_LOCK_KEY})
             previous = conn.execute(
                 select(t.c.stage)
                 .where(t.c.scope_entity == entity, t.c.scope_workspace == workspace)

@@ -10,6 +10,7 @@ from migrationkit.adapters.postgres.database_url import database_url_from_env
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.outbox_source import PgOutboxSource
 from migrationkit.cutover.control import CutoverControl
+from migrationkit.cutover.fence import ConvexFence
 from migrationkit.cutover.gates import Backlog, Thresholds
 from migrationkit.cutover.store import PostgresStageStore
 
@@ -33,11 +34,13 @@ def control_from_environment(thresholds: Thresholds) -> CutoverControl:
     engine = make_engine(database_url_from_env())
     outboxes: dict[str, Backlog] = {"postgres": PgOutboxSource(engine, owner="cutover-cli")}
     url = os.environ.get("CONVEX_URL")
+    fence = None
     if url:
-        key = os.environ.get("CONVEX_DEPLOY_KEY")
-        outboxes["convex"] = ConvexOutboxSource(ConvexClient(url, admin_key=key))
+        client = ConvexClient(url, admin_key=os.environ.get("CONVEX_DEPLOY_KEY"))
+        outboxes["convex"] = ConvexOutboxSource(client)
+        fence = ConvexFence(client)
     else:
         outboxes["convex"] = _Unreachable(
             "CONVEX_URL is not set: the Convex outbox backlog cannot be checked"
         )
-    return CutoverControl(PostgresStageStore(engine), outboxes, thresholds)
+    return CutoverControl(PostgresStageStore(engine), outboxes, thresholds, convex_fence=fence)

@@ -83,6 +83,12 @@ class CutoverMetrics:
             ["entity", "store"],
             registry=r,
         )
+        self.fenced_writes = Counter(
+            "migrationkit_fenced_writes_total",
+            "Writes refused by a cutover fence and retried once the stage settled.",
+            ["entity"],
+            registry=r,
+        )
         self.read_fallbacks = Counter(
             "migrationkit_read_fallbacks_total",
             "Hybrid reads that PostgreSQL could not answer and Convex did.",

@@ -83,6 +83,10 @@ def schema_ts(models: list[type[Entity]]) -> str:
         tables.append(f"  {n.table}: defineTable({n.fields_const})\n" + "\n".join(indexes) + ",")
     parts.append(OUTBOX_FIELDS_TS)
     tables.append(
+        "  cutoverFence: defineTable(cutoverFenceFields)\n"
+        '    .index("by_scope", ["entity", "workspaceId"]),'
+    )
+    tables.append(
         f"  {OUTBOX_TABLE}: defineTable(outboxFields)\n"
         '    .index("by_status", ["status"])\n'
         '    .index("by_event_id", ["eventId"])\n'
@@ -92,7 +96,15 @@ def schema_ts(models: list[type[Entity]]) -> str:
     return "".join(parts)
 
 
-OUTBOX_FIELDS_TS = """// One row per committed write, inserted by the write's own mutation.
+OUTBOX_FIELDS_TS = """// Which store takes writes, per scope ("*" for all), during a cutover:
+// while PostgreSQL is authoritative, the write functions here refuse.
+export const cutoverFenceFields = {
+  entity: v.string(),
+  workspaceId: v.string(),
+  authority: v.union(v.literal("convex"), v.literal("postgres")),
+};
+
+// One row per committed write, inserted by the write's own mutation.
 export const outboxFields = {
   eventId: v.string(),
   workspaceId: v.string(),
@@ -128,7 +140,7 @@ def entity_module_ts(model: type[Entity]) -> str:
 
 ENTITY_MODULE_TS = """import { ConvexError, v } from "convex/values";
 import { internalMutation, internalQuery } from "./_generated/server";
-import { checkId, checkLimit, checkWorkspace, recordEvent } from "./outbox";
+import { checkFence, checkId, checkLimit, checkWorkspace, recordEvent } from "./outbox";
 import { __FIELDS__, __WRITE_FIELDS__ } from "./schema";
 
 async function current(ctx: any, workspaceId: string, id: string) {
@@ -183,6 +195,7 @@ export const upsert = internalMutation({
   handler: async (ctx, { workspaceId, document, expectedVersion }) => {
     checkWorkspace(workspaceId);
     checkId(document.id);
+    await checkFence(ctx, "__ENTITY__", workspaceId);
     const existing = await current(ctx, workspaceId, document.id);
     const found = existing === null ? 0 : existing.version;
     if (expectedVersion !== null && expectedVersion !== found) {
@@ -217,6 +230,7 @@ export const remove = internalMutation({
   handler: async (ctx, { workspaceId, id }) => {
     checkWorkspace(workspaceId);
     checkId(id);
+    await checkFence(ctx, "__ENTITY__", workspaceId);
     const existing = await current(ctx, workspaceId, id);
     if (existing === null) {
       throw new ConvexError({ code: "NotFound", id });
@@ -320,6 +334,45 @@ function newEventId(now: number): string {
   for (let i = 0; i < 16; i++) random += CROCKFORD[Math.floor(Math.random() * 32)];
   return time + random;
 }
+
+// The cutover fence: a write function refuses while PostgreSQL is the
+// authority for its scope. Read inside the mutation, so a fence set by a
+// concurrent mutation either commits first (and this write is refused) or
+// after (and this write is in the outbox the switch drains first).
+export async function checkFence(ctx: any, entity: string, workspaceId: string) {
+  for (const [e, w] of [[entity, workspaceId], ["*", workspaceId], [entity, "*"], ["*", "*"]]) {
+    const fence = await ctx.db
+      .query("cutoverFence")
+      .withIndex("by_scope", (q: any) => q.eq("entity", e).eq("workspaceId", w))
+      .unique();
+    if (fence !== null) {
+      if (fence.authority === "postgres") {
+        throw new ConvexError({ code: "StageMoved", authority: "postgres", entity, workspaceId });
+      }
+      return;
+    }
+  }
+}
+
+export const setFence = internalMutation({
+  args: {
+    entity: v.string(),
+    workspaceId: v.string(),
+    authority: v.union(v.literal("convex"), v.literal("postgres")),
+  },
+  handler: async (ctx, { entity, workspaceId, authority }) => {
+    const existing = await ctx.db
+      .query("cutoverFence")
+      .withIndex("by_scope", (q: any) => q.eq("entity", entity).eq("workspaceId", workspaceId))
+      .unique();
+    if (existing === null) {
+      await ctx.db.insert("cutoverFence", { entity, workspaceId, authority });
+    } else {
+      await ctx.db.patch(existing._id, { authority });
+    }
+    return authority;
+  },
+});
 
 // Called by every write function, inside its own mutation.
 export async function recordEvent(ctx: any, entity: string, operation: string, doc: any) {

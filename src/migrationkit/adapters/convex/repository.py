@@ -27,7 +27,7 @@ from migrationkit.domain.lead import Lead
 from migrationkit.domain.outbox import OutboxEvent
 from migrationkit.domain.query import MAX_LIMIT, ListQuery, Page, SegmentQuery
 from migrationkit.domain.writes import check_expected_version, check_query, prepare_upsert
-from migrationkit.errors import Conflict, FunctionFailed, NotFound, ValidationFailed
+from migrationkit.errors import Conflict, FunctionFailed, NotFound, StageMoved, ValidationFailed
 from migrationkit.schema.convex_fields import camel_case
 
 E = TypeVar("E", bound=Entity)
@@ -48,6 +48,10 @@ def function_errors() -> Iterator[None]:
             raise Conflict(
                 f"{exc.function}: expected version {data.get('expected')},"
                 f" found {data.get('found')}"
+            ) from exc
+        if code == "StageMoved":
+            raise StageMoved(
+                f"{exc.function}: Convex is fenced off; {data.get('authority')} is authoritative"
             ) from exc
         if code == "NotFound":
             raise NotFound(f"{exc.function}: {data.get('id', 'the entity')} not found") from exc

@@ -7,11 +7,22 @@ either both commit or neither does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -32,6 +43,8 @@ from migrationkit.schema.metadata import entity_table, metadata
 from migrationkit.schema.outbox_tables import outbox_table
 
 E = TypeVar("E", bound=Entity)
+#: Runs inside a write's transaction before it writes; raises to refuse it.
+Guard = Callable[[Connection], None]
 
 _IMMUTABLE_ON_UPDATE = frozenset({"id", "workspace_id", "created_at", "version", "convex_id"})
 
@@ -149,8 +162,13 @@ class PostgresRepository(Generic[E]):
         data: E | Mapping[str, Any],
         *,
         expected_version: int | None = None,
+        guard: Guard | None = None,
     ) -> E:
-        """``upsert``, returning the entity as stored (version and timestamps stamped)."""
+        """``upsert``, returning the entity as stored (version and timestamps stamped).
+
+        ``guard`` runs first inside the write's transaction and may refuse it
+        (the cutover fence uses it).
+        """
         entity = prepare_upsert(self.model, workspace_id, data)
         expected = check_expected_version(expected_version)
         now = self._clock.now()
@@ -174,6 +192,8 @@ class PostgresRepository(Generic[E]):
             for managed in ("version", "created_at", "convex_id"):
                 del row[managed]
         with workspace_transaction(self.engine, entity.workspace_id) as conn:
+            if guard is not None:
+                guard(conn)
             stored = stmt.execute(conn, row).fetchone()
             if stored is None:
                 raise Conflict(
@@ -194,11 +214,13 @@ class PostgresRepository(Generic[E]):
     def delete(self, workspace_id: str, id: str) -> bool:
         return self.delete_entity(workspace_id, id) is not None
 
-    def delete_entity(self, workspace_id: str, id: str) -> E | None:
+    def delete_entity(self, workspace_id: str, id: str, *, guard: Guard | None = None) -> E | None:
         """``delete``, returning the entity as deleted (``None`` if it already was)."""
         workspace, entity_id = check_workspace_id(workspace_id), check_entity_id(id)
         key = {"key_workspace_id": workspace, "key_id": entity_id}
         with workspace_transaction(self.engine, workspace) as conn:
+            if guard is not None:
+                guard(conn)
             stored = self._soft_delete.execute(conn, {**key, "now": self._clock.now()}).fetchone()
             if stored is None:
                 found = self._exists.execute(conn, key).fetchone()
