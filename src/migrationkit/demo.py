@@ -38,6 +38,7 @@ from migrationkit.adapters.postgres.migrations import upgrade
 from migrationkit.adapters.postgres.outbox_source import PgOutboxSource
 from migrationkit.adapters.postgres.repository import PostgresLeadRepository
 from migrationkit.cutover.control import CutoverControl
+from migrationkit.cutover.fence import ConvexFence, PostgresFence
 from migrationkit.cutover.gates import Thresholds
 from migrationkit.cutover.router import LeadCutoverRouter
 from migrationkit.cutover.stages import Stage
@@ -252,11 +253,13 @@ def _walk_stages(client: ConvexClient, database_url: Any, env: dict[str, str]) -
                 "postgres": PgOutboxSource(engine, owner="demo"),
             },
             Thresholds(max_backlog=0, max_lag_seconds=30),
+            convex_fence=ConvexFence(client),
         )
         router = LeadCutoverRouter(
             convex=ConvexLeadRepository(client),
             postgres=PostgresLeadRepository(engine),
             stages=stages,
+            postgres_fence=PostgresFence(engine),
         )
         table = Table("stage", "writes to", "reads from", "lead written", "read back", "gate")
         path = [*Stage, *reversed(list(Stage)[:-1])]

@@ -5,7 +5,10 @@ change under concurrent traffic, and the gates."""
 from __future__ import annotations
 
 import logging
+import os
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
 
 from migrationkit.adapters.convex.applier import ConvexApplier
 from migrationkit.adapters.convex.client import ConvexClient
@@ -33,6 +37,7 @@ from migrationkit.domain.change import Change
 from migrationkit.errors import StoreUnavailable
 from migrationkit.outbox.worker import Backoff, PollInterval, Worker, WorkerConfig
 from migrationkit.ports.changes import ApplyResult, ChangeSink
+from migrationkit.testing.convex_backend import LocalConvexBackend
 from tests.integration.conftest import convex_leads, postgres_leads, running, wait_until
 
 FAST = WorkerConfig(batch_size=50, poll=PollInterval(0.01, 0.05), backoff=Backoff(0.01, 0.1))
@@ -345,3 +350,44 @@ def test_forward_gate_refuses_while_behind_and_allows_when_caught_up(
         control.move(Stage.PG_PRIMARY, by="test", force=True)
     assert control.current() is Stage.PG_READS
     repo.upsert("acme", {"email": "still-writable@example.com"})
+
+
+def test_cli_status_set_and_rollback(
+    clean_convex: ConvexClient,
+    clean_postgres: Engine,
+    migrationkit_database_url: URL,
+    convex_backend: LocalConvexBackend,
+) -> None:
+    env = os.environ | {
+        "MIGRATIONKIT_DATABASE_URL": migrationkit_database_url.render_as_string(
+            hide_password=False
+        ),
+        "CONVEX_URL": convex_backend.url,
+        "CONVEX_DEPLOY_KEY": convex_backend.admin_key,
+        "USER": "operator-test",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "migrationkit.cli", "cutover", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert "everything is at convex_only" in cli("status").stdout
+    moved = cli("set", "shadow_write", "--reason", "start")
+    assert moved.returncode == 0 and "convex_only -> shadow_write" in moved.stdout
+    scoped = cli("set", "shadow_read", "--workspace", "acme")
+    assert scoped.returncode == 0, scoped.stderr
+    status = cli("status")
+    assert "shadow_write" in status.stdout and "acme" in status.stdout
+    assert "operator-test" in status.stdout and "convex outbox: 0 pending" in status.stdout
+    back = cli("rollback", "--workspace", "acme")
+    assert back.returncode == 0 and "shadow_read -> shadow_write" in back.stdout
+    unknown = cli("set", "sideways")
+    assert unknown.returncode == 2 and "unknown stage 'sideways'" in unknown.stderr
+    assert convex_backend.admin_key not in unknown.stderr + status.stdout
+    store = PostgresStageStore(clean_postgres)
+    assert store.stage_for("lead", "acme") is Stage.SHADOW_WRITE
