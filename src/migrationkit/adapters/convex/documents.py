@@ -7,6 +7,7 @@ reads back into the same entity.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -80,17 +81,22 @@ def _from_convex(value: Any, shape: ConvexType) -> Any:
     return value
 
 
+@functools.cache
 def _shapes(model: type[BaseModel]) -> dict[str, tuple[str, ConvexType]]:
+    """Per field: its Convex name and shape (worked out once per model)."""
     return {
         name: (camel_case(name), convex_type(info.annotation))
         for name, info in model.model_fields.items()
     }
 
 
-def model_to_convex(instance: BaseModel, model: type[BaseModel]) -> dict[str, Any]:
+def model_to_convex(
+    instance: BaseModel, model: type[BaseModel], exclude: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     return {
         convex_name: _to_convex(getattr(instance, name), shape)
         for name, (convex_name, shape) in _shapes(model).items()
+        if name not in exclude
     }
 
 
@@ -105,26 +111,17 @@ def model_from_convex(document: Mapping[str, Any], model: type[BaseModel]) -> di
 
 
 class DocumentCodec(Generic[E]):
-    """One entity type's conversion, with its field shapes worked out once."""
+    """One entity type's conversion to and from Convex documents."""
 
     def __init__(self, model: type[E]) -> None:
         self.model = model
-        self._shapes = _shapes(model)
 
     def to_document(self, entity: E, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
-        return {
-            convex_name: _to_convex(getattr(entity, name), shape)
-            for name, (convex_name, shape) in self._shapes.items()
-            if name not in exclude
-        }
+        return model_to_convex(entity, self.model, exclude)
 
     def from_document(self, document: Mapping[str, Any]) -> E:
         """The entity in a stored document; system fields (``_id``...) are ignored."""
-        fields = {
-            name: _from_convex(document[convex_name], shape)
-            for name, (convex_name, shape) in self._shapes.items()
-            if convex_name in document
-        }
+        fields = model_from_convex(document, self.model)
         try:
             return self.model.model_validate(fields, context=TRUSTED_STORE)
         except ValidationError as exc:
