@@ -43,7 +43,12 @@ app.add_typer(cutover_app, name="cutover")
 EntityOption = Annotated[str, typer.Option("--entity", help="One entity (default: all).")]
 WorkspaceOption = Annotated[str, typer.Option("--workspace", help="One workspace (default: all).")]
 ForceOption = Annotated[
-    bool, typer.Option("--force", help="Move even if the gate refuses (recorded as forced).")
+    bool,
+    typer.Option(
+        "--force",
+        help="Move past the thresholds (recorded as forced); never skips the drain of an"
+        " authority switch.",
+    ),
 ]
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Kept in the history.")]
 

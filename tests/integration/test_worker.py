@@ -422,3 +422,43 @@ def test_worker_rides_through_a_postgresql_restart(clean_convex: ConvexClient) -
                 assert wait_until(lambda: in_step(clean_convex, engine), timeout=120)
         finally:
             engine.dispose()
+
+
+def test_pg_outbox_poison_counts_attempts_durably_and_is_buried(
+    clean_convex: ConvexClient, clean_postgres: Engine
+) -> None:
+    pg_repo = PostgresLeadRepository(clean_postgres)
+    good = pg_repo.upsert("ws", {"email": "fine@example.com"})
+    poison = pg_repo.upsert("ws", {"email": "soon-broken@example.com"})
+    with clean_postgres.begin() as conn:  # a payload no store would accept
+        conn.execute(
+            text(
+                "UPDATE outbox_events SET payload = jsonb_set(payload, '{email}', '\"nope\"')"
+                " WHERE entity_id = :i"
+            ),
+            {"i": poison},
+        )
+
+    def worker(owner: str) -> Worker:
+        return Worker(
+            PgOutboxSource(clean_postgres, owner=owner, lease_seconds=5),
+            ConvexApplier(clean_convex),
+            DeadLetterStore(clean_postgres),
+            config=WorkerConfig(batch_size=10, max_attempts=2, **FAST),
+        )
+
+    first = worker("first")
+    assert first.run_once() == (2, False)  # attempt 1 fails; the good one is applied
+    assert ConvexLeadRepository(clean_convex).get("ws", good) is not None
+    assert DeadLetterStore(clean_postgres).count() == 0
+    with clean_postgres.begin() as conn:  # make the retry due now
+        conn.execute(text("UPDATE outbox_events SET next_attempt_at = now()"))
+    # A new process: the outbox row remembers the first attempt.
+    second = worker("second")
+    fetched, _ = second.run_once()
+    assert fetched >= 1
+    (letter,) = DeadLetterStore(clean_postgres).list()
+    assert letter.entity_id == poison and letter.attempts == 2
+    with clean_postgres.connect() as conn:
+        statuses = dict(conn.execute(text("SELECT entity_id, status FROM outbox_events")).all())
+    assert statuses == {good: "done", poison: "dead"}

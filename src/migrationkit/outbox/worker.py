@@ -117,7 +117,7 @@ class Worker:
         self.dead_letters = dead_letters
         self.config = config or WorkerConfig()
         self.metrics = metrics or PipelineMetrics()
-        self._attempts: dict[str, int] = {}
+        self._attempts_seen: dict[str, int] = {}
         self.last_beat = time.time()
         self._backlog_checked = 0.0
 
@@ -152,13 +152,14 @@ class Worker:
     def run_once(self) -> tuple[int, bool]:
         """One fetch-apply-acknowledge round; returns (changes fetched, more waiting)."""
         batch = self.source.fetch(self.config.batch_size)
+        buried: list[str] = []
         if batch.changes:
-            handled = self._apply(batch)
+            handled = self._apply(batch, buried)
             if not handled:
                 self._release(batch)
                 self._beat()
                 return len(batch.changes), False
-        self.source.ack(batch)
+        self._ack(batch, buried)
         self._observe_backlog()
         self._beat()
         return len(batch.changes), batch.more
@@ -172,7 +173,28 @@ class Worker:
 
     # -- applying --------------------------------------------------------------
 
-    def _apply(self, batch: ChangeBatch) -> bool:
+    def _ack(self, batch: ChangeBatch, buried: list[str]) -> None:
+        bury = getattr(self.source, "bury", None)
+        if buried and callable(bury):
+            # A source that keeps its own record marks these dead, not done,
+            # and acknowledges the rest.
+            bury(batch, "moved to dead_letters", event_ids=buried)
+            rest = [c.event_id for c in batch.changes if c.event_id not in set(buried)]
+            if rest:
+                self.source.ack(batch, event_ids=rest)  # type: ignore[call-arg]
+            return
+        self.source.ack(batch)
+
+    def _attempts(self, batch: ChangeBatch, change: Change) -> int:
+        """Tries so far, this one included: the source's durable count when it
+        keeps one (a PostgreSQL outbox row's claims survive restarts), else
+        this process's own."""
+        durable = getattr(batch.token, "attempts", None)
+        if isinstance(durable, dict) and change.event_id in durable:
+            return int(durable[change.event_id])
+        return self._attempts_seen.get(change.event_id, 0) + 1
+
+    def _apply(self, batch: ChangeBatch, buried: list[str]) -> bool:
         """Apply the batch; True when every change is applied or dead-lettered."""
         with self.metrics.batch_seconds.labels(self.sink.name).time():
             try:
@@ -183,24 +205,25 @@ class Worker:
                 log.warning(
                     "batch of %d refused (%s); applying one by one", len(batch.changes), exc
                 )
-                return self._apply_one_by_one(batch.changes)
+                return self._apply_one_by_one(batch, buried)
         self._count(result)
         self._observe_lag(batch.changes)
         for change in batch.changes:
-            self._attempts.pop(change.event_id, None)
+            self._attempts_seen.pop(change.event_id, None)
         return True
 
-    def _apply_one_by_one(self, changes: list[Change]) -> bool:
+    def _apply_one_by_one(self, batch: ChangeBatch, buried: list[str]) -> bool:
         all_handled = True
+        changes = batch.changes
         for change in changes:
             try:
                 self._count(self.sink.apply([change]))
-                self._attempts.pop(change.event_id, None)
+                self._attempts_seen.pop(change.event_id, None)
             except (StoreUnavailable, *FATAL):
                 raise
             except Exception as exc:
-                attempts = self._attempts.get(change.event_id, 0) + 1
-                self._attempts[change.event_id] = attempts
+                attempts = self._attempts(batch, change)
+                self._attempts_seen[change.event_id] = attempts
                 error = f"{type(exc).__name__}: {exc}"
                 if attempts >= self.config.max_attempts:
                     self.dead_letters.add(
@@ -210,7 +233,8 @@ class Worker:
                         error=error,
                         attempts=attempts,
                     )
-                    self._attempts.pop(change.event_id, None)
+                    self._attempts_seen.pop(change.event_id, None)
+                    buried.append(change.event_id)
                     self.metrics.dead_letters.labels(self.source.name).inc()
                     self.metrics.events.labels(self.sink.name, "dead_lettered").inc()
                     log.error(
