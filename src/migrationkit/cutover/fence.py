@@ -28,22 +28,19 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, text
 
 from migrationkit.adapters.convex.client import ConvexClient
-from migrationkit.cutover.stages import Stage, Store
-from migrationkit.cutover.store import FENCE_LOCK_KEY, resolve
+from migrationkit.cutover.stages import Store
+from migrationkit.cutover.store import FENCE_LOCK_KEY, PostgresStageStore, resolve
 from migrationkit.errors import StageMoved
 
 
 class PostgresFence:
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.stages = PostgresStageStore(engine)
 
     def guard(self, entity: str, workspace: str) -> Callable[[Connection], None]:
         def check(conn: Connection) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": FENCE_LOCK_KEY})
-            rows = conn.execute(
-                text("SELECT scope_entity, scope_workspace, stage FROM cutover_stages")
-            ).all()
-            stage = resolve({(r[0], r[1]): Stage(r[2]) for r in rows}, entity, workspace)
+            stage = resolve(self.stages.snapshot(conn), entity, workspace)
             if stage.authority is not Store.POSTGRES:
                 raise StageMoved(
                     f"PostgreSQL is fenced off for {entity} in {workspace}: the stage is {stage}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Engine, delete, insert, select, text
+from sqlalchemy import Connection, Engine, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from migrationkit.adapters.postgres.errors import translated_errors
@@ -77,8 +77,14 @@ class PostgresStageStore:
                 for r in rows
             ]
 
-    def snapshot(self) -> dict[tuple[str, str], Stage]:
-        return {(s.entity, s.workspace): s.stage for s in self.settings()}
+    def snapshot(self, conn: Connection | None = None) -> dict[tuple[str, str], Stage]:
+        """Every scope's stage; on ``conn`` when given (inside its transaction)."""
+        t = self.stages
+        query = select(t.c.scope_entity, t.c.scope_workspace, t.c.stage)
+        if conn is not None:
+            return {(r[0], r[1]): Stage(r[2]) for r in conn.execute(query)}
+        with translated_errors(), self.engine.connect() as own:
+            return {(r[0], r[1]): Stage(r[2]) for r in own.execute(query)}
 
     def stage_for(self, entity: str, workspace: str) -> Stage:
         return resolve(self.snapshot(), entity, workspace)

@@ -13,6 +13,7 @@ from migrationkit.cutover.control import CutoverControl
 from migrationkit.cutover.fence import ConvexFence
 from migrationkit.cutover.gates import Backlog, Thresholds
 from migrationkit.cutover.store import PostgresStageStore
+from migrationkit.errors import ConfigurationError
 
 
 class _Unreachable:
@@ -22,8 +23,6 @@ class _Unreachable:
         self.why = why
 
     def backlog(self) -> int | None:
-        from migrationkit.errors import ConfigurationError
-
         raise ConfigurationError(self.why)
 
     def oldest_pending_age(self) -> float | None:

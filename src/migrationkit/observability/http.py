@@ -8,7 +8,6 @@ restart it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -60,7 +59,3 @@ class MetricsServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-def heartbeat_check(last_beat: Callable[[], float], max_age: float) -> Callable[[], bool]:
-    return lambda: time.time() - last_beat() < max_age

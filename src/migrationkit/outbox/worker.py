@@ -120,11 +120,14 @@ class Worker:
         self._attempts_seen: dict[str, int] = {}
         self.last_beat = time.time()
         self._backlog_checked = 0.0
+        # Set by run(): pauses wait on it, so SIGTERM never waits out a backoff.
+        self._stop = threading.Event()
 
     # -- the loop ------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set; the batch under way is finished first."""
+        self._stop = stop
         backoff = self.config.backoff
         while not stop.is_set():
             try:
@@ -179,7 +182,8 @@ class Worker:
             # A source that keeps its own record marks these dead, not done,
             # and acknowledges the rest.
             bury(batch, "moved to dead_letters", event_ids=buried)
-            rest = [c.event_id for c in batch.changes if c.event_id not in set(buried)]
+            dead = set(buried)
+            rest = [c.event_id for c in batch.changes if c.event_id not in dead]
             if rest:
                 self.source.ack(batch, event_ids=rest)  # type: ignore[call-arg]
             return
@@ -259,7 +263,7 @@ class Worker:
         if callable(release):
             release(batch, delay)
         else:
-            time.sleep(delay)
+            self._stop.wait(delay)
 
     # -- metrics ---------------------------------------------------------------
 

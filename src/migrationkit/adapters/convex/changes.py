@@ -8,7 +8,25 @@ from typing import Any
 from migrationkit.adapters.convex.documents import DocumentCodec, datetime_from_ms
 from migrationkit.domain.change import Change, ChangeKind
 from migrationkit.domain.entity import Entity
+from migrationkit.domain.outbox import OutboxEvent
 from migrationkit.domain.registry import model_for
+
+
+def outbox_event(row: Mapping[str, Any], codec: DocumentCodec[Any]) -> OutboxEvent:
+    """A Convex outbox row as the kit's ``OutboxEvent``, payload in the kit's shape."""
+    return OutboxEvent.model_validate(
+        {
+            "event_id": row["eventId"],
+            "workspace_id": row["workspaceId"],
+            "topic": row["topic"],
+            "entity": row["entity"],
+            "entity_id": row["entityId"],
+            "version": int(row["version"]),
+            "occurred_at": datetime_from_ms(row["occurredAt"]),
+            "dedupe_key": row["dedupeKey"],
+            "payload": codec.from_document(row["payload"]).model_dump(mode="json"),
+        }
+    )
 
 
 class ChangeDecoder:
@@ -26,20 +44,8 @@ class ChangeDecoder:
 
     def from_outbox_row(self, row: Mapping[str, Any]) -> Change:
         """A Convex outbox row (``outbox:pending``) as a change."""
-        payload = row["payload"]
-        entity = self.codec(row["entity"]).from_document(payload)
-        kind = ChangeKind(str(row["topic"]).rsplit(".", 1)[1])
-        return Change(
-            event_id=row["eventId"],
-            entity=entity.entity_name,
-            kind=kind,
-            workspace_id=entity.workspace_id,
-            entity_id=entity.id,
-            version=entity.version,
-            data=entity.model_dump(mode="json"),
-            occurred_at=datetime_from_ms(row["occurredAt"]),
-            convex_id=payload.get("_id"),
-        )
+        event = outbox_event(row, self.codec(row["entity"]))
+        return Change.from_event(event, convex_id=row["payload"].get("_id"))
 
     def from_delta_row(
         self, table: str, convex_id: str, ts: int, document: Mapping[str, Any]

@@ -14,10 +14,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from migrationkit.adapters.convex.changes import outbox_event
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.convex.documents import (
     DocumentCodec,
-    datetime_from_ms,
     ms_from_datetime,
 )
 from migrationkit.domain.cursor import decode_cursor, encode_cursor
@@ -152,23 +152,7 @@ class ConvexRepository(Generic[E]):
         args = {"workspaceId": check_workspace_id(workspace_id), "limit": float(MAX_LIMIT)}
         with function_errors():
             rows = self.client.query("outbox:forWorkspace", args)
-        return [self.event_from_row(row) for row in rows]
-
-    def event_from_row(self, row: Mapping[str, Any]) -> OutboxEvent:
-        payload = self.codec.from_document(row["payload"]).model_dump(mode="json")
-        return OutboxEvent.model_validate(
-            {
-                "event_id": row["eventId"],
-                "workspace_id": row["workspaceId"],
-                "topic": row["topic"],
-                "entity": row["entity"],
-                "entity_id": row["entityId"],
-                "version": int(row["version"]),
-                "occurred_at": datetime_from_ms(row["occurredAt"]),
-                "dedupe_key": row["dedupeKey"],
-                "payload": payload,
-            }
-        )
+        return [outbox_event(row, self.codec) for row in rows]
 
 
 class ConvexLeadRepository(ConvexRepository[Lead]):
