@@ -462,3 +462,16 @@ def test_pg_outbox_poison_counts_attempts_durably_and_is_buried(
     with clean_postgres.connect() as conn:
         statuses = dict(conn.execute(text("SELECT entity_id, status FROM outbox_events")).all())
     assert statuses == {good: "done", poison: "dead"}
+
+
+def test_dlq_commands_refuse_bad_input_clearly(worker_env: dict[str, str]) -> None:
+    command = [sys.executable, "-m", "migrationkit.cli", "dlq"]
+    nothing = subprocess.run([*command, "replay"], env=worker_env, capture_output=True, text=True)
+    assert nothing.returncode == 2 and "--all" in nothing.stderr
+    unknown = subprocess.run(
+        [*command, "replay", "01NOTANEVENT"], env=worker_env, capture_output=True, text=True
+    )
+    assert unknown.returncode == 2 and "no dead letter with id 01NOTANEVENT" in unknown.stderr
+    empty = subprocess.run([*command, "list"], env=worker_env, capture_output=True, text=True)
+    assert empty.returncode == 0 and "no dead letters" in empty.stdout
+    assert worker_env["CONVEX_DEPLOY_KEY"] not in unknown.stderr + empty.stdout
