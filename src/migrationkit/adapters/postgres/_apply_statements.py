@@ -44,9 +44,12 @@ Why this is correct under duplicates and reordering:
   follows it in the feed work in one batch. ``deleted_at IS NOT NULL`` is
   re-checked on the locked row: a purge never removes a live row.
 
-Rows are fed in (workspace_id, id) and event-id order, so concurrent
-appliers lock rows in the same order; a deadlock that still happens is a
-``Conflict`` the worker retries.
+Rows are fed in (workspace_id, id) and event-id order, and a batch's
+chunks in key order too, so concurrent appliers lock rows in the same
+order; a deadlock that still happens is a ``Conflict`` the worker retries.
+A batch's chunks share the staging table, emptied between them, and one
+transaction: a later chunk's inbox claim sees an earlier chunk's, and its
+version guard the rows an earlier chunk wrote.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ from migrationkit.adapters.postgres._staging import (
     VERSION,
     EntityStage,
 )
-from migrationkit.adapters.postgres.compiled import CompiledStatement
+from migrationkit.adapters.postgres.compiled import CompiledStatement, SentStatement
 from migrationkit.errors import ConfigurationError
 from migrationkit.schema.metadata import metadata
 from migrationkit.schema.outbox_tables import processed_events_table
@@ -104,13 +107,15 @@ class EntityStatements:
         dialect = engine.dialect
         quote = dialect.identifier_preparer.quote
         self.create = str(CreateTable(stage.table).compile(dialect=dialect))
+        self.truncate = f"TRUNCATE {quote(stage.table.name)}"
         columns = ", ".join(quote(c.name) for c in stage.table.columns)
         # Binary COPY: psycopg sends ints, floats and timestamps in the
         # server's own format, which the server stores without parsing text.
         self.copy = f"COPY {quote(stage.table.name)} ({columns}) FROM STDIN (FORMAT BINARY)"
         self.copy_types = [_builtin_oid(c, dialect) for c in stage.table.columns]
         entity = stage.model.entity_name
-        self.writes = CompiledStatement(self._writes(stage, entity), dialect)
+        # Sent without waiting: the applier checks the next chunk meanwhile.
+        self.writes = SentStatement(self._writes(stage, entity), dialect)
         self.purges = CompiledStatement(self._purges(stage, entity), dialect)
 
     @staticmethod

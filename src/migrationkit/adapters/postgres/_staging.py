@@ -1,9 +1,10 @@
 """A batch of changes, checked in Python and shaped as rows of staging tables.
 
-What can be checked without the database is checked here, before a byte is
-sent: a bad change fails the batch as a whole, with an error naming its
-event, and the database never sees the batch. (What only the database can
-refuse, a ``convex_id`` another row holds, the applier diagnoses.)
+What can be checked without the database is checked here, before the
+chunk's rows are sent: a bad change fails the batch as a whole, with an
+error naming its event, and the transaction holding the chunks sent before
+it is rolled back. (What only the database can refuse, a ``convex_id``
+another row holds, the applier diagnoses.)
 
 Each entity gets a staging table with its own table's columns and types,
 plus the event's fields: COPY hands the server every value already in the
@@ -14,13 +15,13 @@ same shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
-from pydantic_core import to_json
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text
 
 from migrationkit.domain.change import Change, ChangeKind
@@ -59,10 +60,10 @@ class EntityStage:
         plain = [name for name, kind in kinds.items() if not (kind.is_json or kind.enum_values)]
         json_mode = [name for name in kinds if name not in plain]
         self._plain = attrgetter(*plain)  # a tuple: every entity has six plain fields
-        self._json_mode = set(json_mode)
         self._json_values = _tuple_getter(json_mode)
-        self._json_kinds = [kinds[name].is_json for name in json_mode]
-        self._json_names = json_mode
+        # Each field serialised on its own, by its declared type (as
+        # model_dump does; not by the value's class, which may be a subclass).
+        self._to_column = [_column_value(model, name, kinds[name].is_json) for name in json_mode]
         #: Model field -> column, in staging order.
         self.columns = {name: snake_case(name) for name in [*plain, *json_mode]}
         self._no_data = (None,) * len(kinds)
@@ -91,14 +92,9 @@ class EntityStage:
         if entity is None:
             return head + self._no_data
         values: StageRow = head + self._plain(entity)
-        if not self._json_names:
-            return values
-        as_json = entity.model_dump(mode="json", include=self._json_mode)
-        # JSON columns leave here as JSON text: a row of strings and numbers
-        # only is one the garbage collector stops tracking.
         return values + tuple(
-            to_json(value) if is_json and value is not None else value
-            for is_json, value in zip(self._json_kinds, self._json_values(as_json), strict=True)
+            value if value is None else to_column(value)
+            for to_column, value in zip(self._to_column, self._json_values(entity), strict=True)
         )
 
     def identity(self, row: StageRow) -> tuple[str, str | None, str, str]:
@@ -107,12 +103,28 @@ class EntityStage:
         return found
 
 
-def _tuple_getter(names: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+def _tuple_getter(names: list[str]) -> Callable[[Entity], tuple[Any, ...]]:
     if not names:
-        return lambda mapping: ()
+        return lambda entity: ()
     if len(names) == 1:
-        return lambda mapping: (mapping[names[0]],)
-    return itemgetter(*names)
+        return lambda entity: (getattr(entity, names[0]),)
+    return attrgetter(*names)
+
+
+def _column_value(model: type[Entity], name: str, is_json: bool) -> Callable[[Any], Any]:
+    """How a field's value is stored: JSON text for JSON columns, its JSON-mode value else.
+
+    JSON columns leave as JSON text: a row of strings and numbers only is
+    one the garbage collector stops tracking.
+    """
+    info = model.model_fields[name]
+    declared: Any = info.annotation
+    if info.metadata:  # constraints and serialisers given with Field(...) or Annotated
+        declared = Annotated[(declared, *info.metadata)]
+    adapter: TypeAdapter[Any] = TypeAdapter(declared)
+    if is_json:
+        return adapter.dump_json
+    return partial(adapter.dump_python, mode="json")
 
 
 _STAGES: dict[type[Entity], EntityStage] = {}
@@ -129,14 +141,13 @@ def stage_for(model: type[Entity]) -> EntityStage:
 class StagedBatch:
     """Rows per entity, and what the statements need to know about them."""
 
-    #: Entity name -> its stage and rows.
-    rows: dict[str, tuple[EntityStage, list[StageRow]]] = field(default_factory=dict)
+    #: Entity name -> its stage and the rows of its upserts and soft deletes.
+    writes: dict[str, tuple[EntityStage, list[StageRow]]] = field(default_factory=dict)
+    #: Entity name -> its stage and the rows of its purges (applied after all writes).
+    purges: dict[str, tuple[EntityStage, list[StageRow]]] = field(default_factory=dict)
     staged: int = 0
     #: Events seen earlier in the same batch: duplicates, never staged.
     repeated: int = 0
-    #: Entity names with upserts or deletes, and with purges.
-    writes: set[str] = field(default_factory=set)
-    purges: set[str] = field(default_factory=set)
 
 
 def _check_text(value: Any, what: str, event_id: str) -> str:
@@ -184,25 +195,29 @@ def _validated(change: Change, model: type[Entity], event_id: str) -> Entity:
     return entity
 
 
-def stage_changes(changes: Iterable[Change]) -> StagedBatch:
-    """Check every change and turn it into a staging row; raise on the first bad one."""
+def stage_changes(
+    changes: Iterable[tuple[int, Change]], seen: set[str] | None = None
+) -> StagedBatch:
+    """Check every change and turn it into a staging row; raise on the first bad one.
+
+    ``changes`` are numbered by their place in the delivered batch (the
+    number breaks ties between equal versions). A batch staged in chunks
+    shares one ``seen`` set, so an event repeated in a later chunk is
+    counted as a duplicate there too.
+    """
     batch = StagedBatch()
-    seen: set[str] = set()
-    stages: dict[str, tuple[EntityStage, list[StageRow]]] = {}
-    for ord_, change in enumerate(changes):
+    seen = set() if seen is None else seen
+    models: dict[str, type[Entity]] = {}
+    for ord_, change in changes:
         event_id = _event_id(change)
         if event_id in seen:
             batch.repeated += 1
             continue
         seen.add(event_id)
-        entry = stages.get(change.entity)
-        if entry is None:
-            model = _model(change, event_id)
-            entry = batch.rows.get(model.entity_name)
-            if entry is None:
-                entry = batch.rows[model.entity_name] = (stage_for(model), [])
-            stages[change.entity] = entry
-        stage, rows = entry
+        model = models.get(change.entity)
+        if model is None:
+            model = models[change.entity] = _model(change, event_id)
+        stage = stage_for(model)
         version = change.version
         if not isinstance(version, int) or not 0 <= version <= _MAX_BIGINT:
             raise ValidationFailed(f"change {event_id}: version must fit a 64-bit integer")
@@ -210,10 +225,28 @@ def stage_changes(changes: Iterable[Change]) -> StagedBatch:
         if convex_id is not None:
             _check_text(convex_id, "convex_id", event_id)
         if change.kind is ChangeKind.PURGE:
-            batch.purges.add(stage.model.entity_name)
-            rows.append(stage.row(ord_, change, None))
+            row = stage.row(ord_, change, None)
+            batch.purges.setdefault(model.entity_name, (stage, []))[1].append(row)
         else:
-            batch.writes.add(stage.model.entity_name)
-            rows.append(stage.row(ord_, change, _validated(change, stage.model, event_id)))
+            row = stage.row(ord_, change, _validated(change, model, event_id))
+            batch.writes.setdefault(model.entity_name, (stage, []))[1].append(row)
         batch.staged += 1
     return batch
+
+
+def _sort_key(numbered: tuple[int, Change]) -> tuple[str, str, str]:
+    # str(): a change with a malformed field must reach the checks above
+    # and fail there with its event named, not fail here on a comparison.
+    change = numbered[1]
+    return (str(change.entity), str(change.workspace_id), str(change.entity_id))
+
+
+def in_key_order(changes: Iterable[Change]) -> list[tuple[int, Change]]:
+    """The changes numbered by their place in the batch, sorted by (entity, workspace, id).
+
+    Applied in this order, chunk after chunk, a batch takes its row locks in
+    key order, as concurrent appliers do: a chunk never waits on a row that
+    a later chunk of another applier locked first. Purges name no
+    workspace or id and sort among themselves; they are applied last.
+    """
+    return sorted(enumerate(changes), key=_sort_key)
