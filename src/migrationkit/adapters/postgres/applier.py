@@ -57,7 +57,7 @@ __all__ = ["CHUNK_SIZE", "PostgresApplier"]
 
 #: Changes per chunk of a batch: the server applies one chunk while the
 #: next is checked in Python.
-CHUNK_SIZE = 500
+CHUNK_SIZE = 250
 
 
 class PostgresApplier:
