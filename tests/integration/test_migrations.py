@@ -50,7 +50,7 @@ def test_cli_upgrade_reads_the_url_from_the_environment(empty_database: URL) -> 
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "0003" in result.stdout
+    assert "0004" in result.stdout
     assert {"leads", "outbox_events", "processed_events"} <= _tables(empty_database)
 
 
@@ -64,7 +64,7 @@ def test_plain_alembic_upgrade_head_works(empty_database: URL) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert current_revision(empty_database) == "0003"
+    assert current_revision(empty_database) == "0004"
 
 
 def test_migrations_match_the_models(empty_database: URL) -> None:
@@ -93,6 +93,29 @@ def test_downgrade_to_base_and_up_again(empty_database: URL) -> None:
         engine.dispose()
     assert ("leads", "tenant_isolation") in policies
     assert ("leads", "readonly_tenant_read") in policies
+
+
+def test_0004_turns_the_inbox_s_empty_strings_into_nulls_and_back(empty_database: URL) -> None:
+    upgrade(empty_database, "0003")
+    engine = make_engine(empty_database)
+    insert = text(
+        "INSERT INTO processed_events (consumer, event_id, workspace_id, entity, entity_id,"
+        " version) VALUES ('c', :event, :ws, 'lead', :id, 1)"
+    )
+    read = text("SELECT event_id, workspace_id, entity_id FROM processed_events ORDER BY 1")
+    try:
+        with engine.begin() as conn:
+            # Before 0004 a purge that found no row was recorded with empty strings.
+            conn.execute(insert, {"event": "e1", "ws": "", "id": ""})
+            conn.execute(insert, {"event": "e2", "ws": "ws-1", "id": "L1"})
+        upgrade(empty_database)
+        with engine.connect() as conn:
+            assert conn.execute(read).all() == [("e1", None, None), ("e2", "ws-1", "L1")]
+        downgrade(empty_database, "0003")
+        with engine.connect() as conn:
+            assert conn.execute(read).all() == [("e1", "", ""), ("e2", "ws-1", "L1")]
+    finally:
+        engine.dispose()
 
 
 def test_cli_refuses_a_bad_url_without_showing_the_password() -> None:

@@ -321,10 +321,20 @@ def test_purge_removes_only_a_soft_deleted_row(
     )
 
     assert applier.apply([purge("cx-live")]) == ApplyResult(stale=1)
-    assert applier.apply([purge("cx-dead")]) == ApplyResult(applied=1)
-    assert applier.apply([purge("cx-nowhere")]) == ApplyResult(stale=1)
+    found = purge("cx-dead")
+    assert applier.apply([found]) == ApplyResult(applied=1)
+    nowhere = purge("cx-nowhere")
+    assert applier.apply([nowhere]) == ApplyResult(stale=1)
 
     assert set(stored(clean_postgres)) == {live}
+    # The inbox names the row a purge found, and nothing when it found none.
+    with clean_postgres.connect() as conn:
+        recorded = {
+            r.event_id: (r.workspace_id, r.entity_id)
+            for r in conn.execute(select(INBOX).where(INBOX.c.entity == "lead"))
+        }
+    assert recorded[found.event_id] == (WS, dead)
+    assert recorded[nowhere.event_id] == (None, None)
 
 
 def test_a_soft_delete_and_its_purge_work_in_one_batch(

@@ -73,9 +73,10 @@ def processed_events_table(metadata: MetaData) -> Table:
         metadata,
         Column("consumer", Text(), nullable=False),
         Column("event_id", Text(), nullable=False),
-        Column("workspace_id", Text(), nullable=False),
+        # Unknown (NULL) for a purge that found no row: it names only a Convex id.
+        Column("workspace_id", Text(), nullable=True),
         Column("entity", Text(), nullable=False),
-        Column("entity_id", Text(), nullable=False),
+        Column("entity_id", Text(), nullable=True),
         Column("version", BigInteger(), nullable=False),
         Column(
             "processed_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")

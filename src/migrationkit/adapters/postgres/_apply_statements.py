@@ -182,15 +182,15 @@ class EntityStatements:
     def _purges(self, stage: EntityStage, entity: str) -> Select[Any]:
         s, target = stage.table.c, stage.target
         # A purge names only the Convex id; the inbox records the row it
-        # found, or empty strings when there is none (the columns are NOT NULL).
+        # found, or NULLs when there is none.
         found = stage.table.outerjoin(target, target.c.convex_id == s[CONVEX_ID])
         claimed = self._claim(
             select(
                 bindparam("consumer"),
                 s[EVENT_ID],
-                func.coalesce(target.c.workspace_id, literal("")),
+                target.c.workspace_id,
                 literal(entity),
-                func.coalesce(target.c.id, literal("")),
+                target.c.id,
                 s[VERSION],
             )
             .select_from(found)
