@@ -234,19 +234,21 @@ def stage_changes(
     return batch
 
 
-def _sort_key(numbered: tuple[int, Change]) -> tuple[str, str, str]:
+def _sort_key(change: Change) -> tuple[str, str, str]:
     # str(): a change with a malformed field must reach the checks above
     # and fail there with its event named, not fail here on a comparison.
-    change = numbered[1]
     return (str(change.entity), str(change.workspace_id), str(change.entity_id))
 
 
 def in_key_order(changes: Iterable[Change]) -> list[tuple[int, Change]]:
-    """The changes numbered by their place in the batch, sorted by (entity, workspace, id).
+    """The changes sorted by (entity, workspace, id), numbered in that order.
 
     Applied in this order, chunk after chunk, a batch takes its row locks in
     key order, as concurrent appliers do: a chunk never waits on a row that
-    a later chunk of another applier locked first. Purges name no
-    workspace or id and sort among themselves; they are applied last.
+    a later chunk of another applier locked first. The sort is stable, so
+    the changes of one entity keep their delivered order, which the number
+    keeps for breaking ties between equal versions; and each chunk's
+    numbers are above every earlier chunk's. Purges name no workspace or
+    id and sort among themselves; they are applied last.
     """
-    return sorted(enumerate(changes), key=_sort_key)
+    return list(enumerate(sorted(changes, key=_sort_key)))

@@ -115,10 +115,10 @@ class PostgresApplier:
         with translated_errors(), self.engine.begin() as conn:
             session = _ApplySession(self, conn)
             try:
-                session.write(staged[0])
+                session.write(staged[0], 0)
                 for chunk in chunks[1:]:
                     staged.append(stage_changes(chunk, seen))
-                    session.write(staged[-1])
+                    session.write(staged[-1], chunk[0][0])
                 return session.finish(staged)
             except BaseException:
                 session.discard()  # the connection must be idle for the rollback
@@ -191,16 +191,18 @@ class _ApplySession:
         self.claimed = 0
         self.changed = 0
 
-    def write(self, batch: StagedBatch) -> None:
+    def write(self, batch: StagedBatch, first: int) -> None:
         """Stage one chunk's upserts and soft deletes and send their statements.
 
-        The last statement's result is left to read: the caller checks the
-        next chunk while the server runs it.
+        ``first`` is the chunk's first number. The last statement's result
+        is left to read: the caller checks the next chunk while the server
+        runs it.
         """
+        params = {**self.params, "first": first}
         for _, (stage, rows) in sorted(batch.writes.items()):
             self.collect()
             statements = self._stage(stage, rows)
-            self.in_flight = statements.writes.send(self.conn, self.params)
+            self.in_flight = statements.writes.send(self.conn, params)
 
     def finish(self, staged: list[StagedBatch]) -> tuple[int, int]:
         """Apply every chunk's purges, after all writes; return (claimed, changed).
@@ -225,17 +227,12 @@ class _ApplySession:
             sent.discard()
 
     def _stage(self, stage: EntityStage, rows: list[StageRow]) -> EntityStatements:
-        """Fill the entity's staging table with ``rows`` alone."""
+        """Add ``rows`` to the entity's staging table."""
         statements = self.applier._statements_for(stage)
         if stage not in self.filled:
             # Lives for one transaction (ON COMMIT DROP), shared by its chunks.
             run_driver_sql(self.conn, statements.create)
             self.filled.add(stage)
-        else:
-            # Emptied, not filtered by chunk: the planner sizes a table it has
-            # no statistics for by its pages, which then match its rows (a
-            # filter it would guess at 0.5% of them, and join by nested loop).
-            run_driver_sql(self.conn, statements.truncate)
         self.applier._copy(self.conn, statements, rows)
         return statements
 
