@@ -58,6 +58,7 @@ __all__ = ["CHUNK_SIZE", "PostgresApplier"]
 #: Changes per chunk of a batch: the server applies one chunk while the
 #: next is checked in Python.
 CHUNK_SIZE = 250
+_SMALLEST_TAIL = 32
 
 
 class PostgresApplier:
@@ -107,8 +108,7 @@ class PostgresApplier:
         the Python checks overlap instead of taking turns.
         """
         seen: set[str] = set()
-        size = self.chunk_size
-        chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)] or [[]]
+        chunks = [ordered[start:end] for start, end in chunk_bounds(len(ordered), self.chunk_size)]
         staged.append(stage_changes(chunks[0], seen))
         if len(chunks) == 1 and not staged[0].staged:
             return 0, 0
@@ -177,6 +177,26 @@ class PostgresApplier:
                             f" {name} {holder[1]} in workspace {holder[0]}"
                         )
         return None
+
+
+def chunk_bounds(count: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) of each chunk of a batch of ``count``: ``size`` each, then a shrinking tail.
+
+    The last chunk's statement is the one nothing overlaps (the commit
+    waits for it), so the end of the batch goes in halves, down to about
+    ``_SMALLEST_TAIL`` changes: the server's last wait is for a small chunk.
+    """
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while count - start > 2 * size:
+        bounds.append((start, start + size))
+        start += size
+    while count - start > size or count - start > 2 * _SMALLEST_TAIL:
+        piece = min((count - start) // 2, size)
+        bounds.append((start, start + piece))
+        start += piece
+    bounds.append((start, count))
+    return bounds
 
 
 class _ApplySession:
