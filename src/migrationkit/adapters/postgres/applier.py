@@ -1,7 +1,8 @@
 """PostgresApplier: the sink that applies batches of changes to PostgreSQL.
 
 One call is one transaction. The batch is sorted by (entity, workspace, id)
-and cut into chunks of ``chunk_size`` changes. Each chunk is checked in
+and cut into chunks of at most ``chunk_size`` changes (smaller towards the
+end, see ``chunk_bounds``). Each chunk is checked in
 Python (an unknown entity, data the model refuses, a NUL: a typed error
 naming the event), COPYed into a temporary staging table, and applied with
 one set-based statement per entity table (see ``_apply_statements`` for the
