@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import URL
 
 from migrationkit.adapters.postgres import make_engine
-from migrationkit.adapters.postgres.applier import PostgresApplier
+from migrationkit.adapters.postgres.applier import CHUNK_SIZE, PostgresApplier
 from migrationkit.adapters.postgres.row_codec import RowCodec
 from migrationkit.domain import Lead
 from migrationkit.domain.change import Change, ChangeKind
@@ -363,9 +363,13 @@ def test_a_replayed_upsert_after_a_purge_does_not_bring_the_row_back(
     assert stored(clean_postgres) == {}
 
 
+@pytest.mark.parametrize("chunk_size", [CHUNK_SIZE, 1], ids=["one-chunk", "chunks-of-1"])
 def test_a_convex_id_another_row_holds_fails_the_batch_naming_the_event(
-    applier: PostgresApplier, clean_postgres: Engine
+    clean_postgres: Engine, chunk_size: int
 ) -> None:
+    # In chunks of one, the server refuses the clash in the batch's last
+    # chunk (its id is the newest), after the first was applied.
+    applier = PostgresApplier(clean_postgres, chunk_size=chunk_size)
     applier.apply([change_of(lead_version(new_id(), 1), convex_id="cx-taken")])
     fine = change_of(lead_version(new_id(), 1))
     clash = change_of(lead_version(new_id(), 1), convex_id="cx-taken")
@@ -415,6 +419,7 @@ def _bad(kind: str) -> Change:
     return Change(new_id(), entity, change_kind, WS, lead.id, 2, data, BASE)
 
 
+@pytest.mark.parametrize("chunk_size", [CHUNK_SIZE, 1], ids=["one-chunk", "chunks-of-1"])
 @pytest.mark.parametrize(
     ("kind", "error"),
     [
@@ -429,8 +434,11 @@ def _bad(kind: str) -> Change:
     ],
 )
 def test_a_bad_change_fails_the_whole_batch_naming_its_event(
-    applier: PostgresApplier, clean_postgres: Engine, kind: str, error: type[Exception]
+    clean_postgres: Engine, kind: str, error: type[Exception], chunk_size: int
 ) -> None:
+    # In chunks of one, a bad lead (the newest id) is checked in the last
+    # chunk, after the others were sent: they must be undone.
+    applier = PostgresApplier(clean_postgres, chunk_size=chunk_size)
     existing = new_id()
     applier.apply([change_of(lead_version(existing, 1))])
     good = [change_of(lead_version(existing, 2)), change_of(lead_version(new_id(), 1))]
@@ -442,6 +450,8 @@ def test_a_bad_change_fails_the_whole_batch_naming_its_event(
     assert stored(clean_postgres)[existing][0].version == 1
     assert len(stored(clean_postgres)) == 1
     assert not {c.event_id for c in good} & set(inbox(clean_postgres))
+    # The connection went back to the pool idle: the next batch applies.
+    assert applier.apply(good) == ApplyResult(applied=2)
 
 
 def test_a_nul_in_the_event_id_is_refused(applier: PostgresApplier) -> None:
@@ -533,35 +543,49 @@ def test_a_role_subject_to_rls_is_refused(
 # -- concurrency ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("chunk_size", [CHUNK_SIZE, 4], ids=["one-chunk", "chunks-of-4"])
 def test_two_appliers_racing_on_overlapping_batches_apply_each_event_once(
-    clean_postgres: Engine,
+    clean_postgres: Engine, migrationkit_database_url: URL, chunk_size: int
 ) -> None:
     rng = random.Random(7)
     histories = {new_id(): rng.randint(1, 6) for _ in range(80)}
     events = [change_of(lead_version(i, v)) for i, n in histories.items() for v in range(1, n + 1)]
     results: list[ApplyResult] = []
+    failures: list[BaseException] = []
     lock = threading.Lock()
+    # Were an applier to wait for the server holding the GIL, the other
+    # could never finish the transaction it waits on and the process would
+    # hang; the lock timeout turns that into a failure.
+    engine = make_engine(migrationkit_database_url, connect_args={"options": "-c lock_timeout=15s"})
 
     def worker(seed: int) -> None:
         local = random.Random(seed)
         mine = events[:]
         local.shuffle(mine)
-        applier = PostgresApplier(clean_postgres)
-        for start in range(0, len(mine), 15):
-            while True:
-                try:
-                    result = applier.apply(mine[start : start + 15])
-                    break
-                except Conflict:  # a deadlock between the two: retry, as the worker does
-                    continue
-            with lock:
-                results.append(result)
+        applier = PostgresApplier(engine, chunk_size=chunk_size)
+        try:
+            for start in range(0, len(mine), 15):
+                while True:
+                    try:
+                        result = applier.apply(mine[start : start + 15])
+                        break
+                    except Conflict:  # a deadlock between the two: retry, as the worker does
+                        continue
+                with lock:
+                    results.append(result)
+        except BaseException as exc:
+            failures.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in (1, 2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads = [threading.Thread(target=worker, args=(seed,), daemon=True) for seed in (1, 2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        engine.dispose()
+    assert not any(t.is_alive() for t in threads), "the appliers hung"
+    assert failures == []
 
     rows = stored(clean_postgres)
     assert {i: rows[i][0] for i in histories} == {
@@ -582,7 +606,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 from sqlalchemy import select
 from migrationkit.adapters.postgres import make_engine
-from migrationkit.adapters.postgres.applier import PostgresApplier
+from migrationkit.adapters.postgres.applier import CHUNK_SIZE, PostgresApplier
 from migrationkit.adapters.postgres.row_codec import RowCodec
 from migrationkit.domain import Entity, Lead, register
 from migrationkit.domain.change import Change, ChangeKind
@@ -682,14 +706,16 @@ def _batches(stream: Sequence[Change], cuts: list[int]) -> Iterator[Sequence[Cha
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=histories())
+@pytest.mark.parametrize("chunk_size", [CHUNK_SIZE, 1, 3])
 def test_any_order_duplicates_and_batching_end_at_the_latest_versions(
     migrationkit_engine: Engine,
+    chunk_size: int,
     case: tuple[dict[str, list[Lead]], list[Change], list[int]],
 ) -> None:
     # A fresh workspace and consumer per example: no truncation between them.
     leads, stream, cuts = case
     consumer = f"prop-{uuid.uuid4().hex[:12]}"
-    applier = PostgresApplier(migrationkit_engine, consumer=consumer)
+    applier = PostgresApplier(migrationkit_engine, consumer=consumer, chunk_size=chunk_size)
     totals = ApplyResult()
     for batch in _batches(stream, cuts):
         result = applier.apply(batch)
