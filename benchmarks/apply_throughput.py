@@ -283,26 +283,25 @@ def run_copy(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> floa
     return time.perf_counter() - start
 
 
+def checked_parameters(change: Change) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The checks the applier makes, then the inbox row's and the upsert's parameters."""
+    lead = Lead.model_validate(change.data)
+    data = lead.model_dump(mode="json")
+    data["convex_id"] = change.convex_id
+    claim = (change.event_id, lead.workspace_id, "lead", lead.id, lead.version)
+    upsert = tuple(
+        Jsonb(data[c]) if c in JSON_COLUMNS and data[c] is not None else data[c] for c in COLUMNS
+    )
+    return claim, upsert
+
+
 def run_per_event(conn: psycopg.Connection[Any], sample: list[Change]) -> float:
     start = time.perf_counter()
     for change in sample:
-        # The same checks the applier makes, then one transaction per event.
-        lead = Lead.model_validate(change.data)
-        data = lead.model_dump(mode="json")
-        data["convex_id"] = change.convex_id
+        claim, upsert = checked_parameters(change)
         with conn.transaction():
-            claimed = conn.execute(
-                PER_EVENT_INBOX,
-                (change.event_id, lead.workspace_id, "lead", lead.id, lead.version),
-            )
-            if claimed.rowcount:
-                conn.execute(
-                    PER_EVENT_UPSERT,
-                    tuple(
-                        Jsonb(data[c]) if c in JSON_COLUMNS and data[c] is not None else data[c]
-                        for c in COLUMNS
-                    ),
-                )
+            if conn.execute(PER_EVENT_INBOX, claim).rowcount:
+                conn.execute(PER_EVENT_UPSERT, upsert)
     return time.perf_counter() - start
 
 
@@ -311,18 +310,7 @@ def run_plain_batched(conn: psycopg.Connection[Any], count: int, batch_size: int
     elapsed = 0.0
     for batch in batched(events(count), batch_size):
         start = time.perf_counter()
-        claims, upserts = [], []
-        for change in batch:
-            lead = Lead.model_validate(change.data)
-            data = lead.model_dump(mode="json")
-            data["convex_id"] = change.convex_id
-            claims.append((change.event_id, lead.workspace_id, "lead", lead.id, lead.version))
-            upserts.append(
-                tuple(
-                    Jsonb(data[c]) if c in JSON_COLUMNS and data[c] is not None else data[c]
-                    for c in COLUMNS
-                )
-            )
+        claims, upserts = zip(*map(checked_parameters, batch), strict=True)
         with conn.transaction(), conn.cursor() as cursor:
             cursor.executemany(PLAIN_INBOX, claims, returning=True)
             fresh: set[str] = set()

@@ -48,8 +48,8 @@ from migrationkit.adapters.postgres._staging import (
     in_key_order,
     stage_changes,
 )
-from migrationkit.adapters.postgres.compiled import InFlight, run_driver_sql
-from migrationkit.adapters.postgres.errors import translate_driver_error, translated_errors
+from migrationkit.adapters.postgres.compiled import InFlight, driver_errors, run_driver_sql
+from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.domain.change import Change
 from migrationkit.errors import Conflict, ValidationFailed
 from migrationkit.ports.changes import ApplyResult
@@ -127,20 +127,13 @@ class PostgresApplier:
 
     def _copy(self, conn: Connection, statements: EntityStatements, rows: list[StageRow]) -> None:
         driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-        try:
-            with driver.cursor() as cursor:
-                # JSON columns arrive as JSON text already (pydantic's).
-                set_json_dumps(_as_is, cursor)
-                with cursor.copy(statements.copy) as copy:
-                    copy.set_types(statements.copy_types)
-                    for row in rows:
-                        copy.write_row(row)
-        except psycopg.OperationalError as exc:
-            # A broken connection must not go back to the pool.
-            conn.invalidate(exc)
-            raise translate_driver_error(exc) from exc
-        except psycopg.Error as exc:
-            raise translate_driver_error(exc) from exc
+        with driver_errors(conn), driver.cursor() as cursor:
+            # JSON columns arrive as JSON text already (pydantic's).
+            set_json_dumps(_as_is, cursor)
+            with cursor.copy(statements.copy) as copy:
+                copy.set_types(statements.copy_types)
+                for row in rows:
+                    copy.write_row(row)
 
     def _convex_id_clash(self, staged: list[StagedBatch]) -> ValidationFailed | None:
         """The change whose ``convex_id`` another entity holds, if that is what failed.

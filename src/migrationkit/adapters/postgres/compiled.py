@@ -44,20 +44,26 @@ class CompiledStatement:
         return run_driver_sql(conn, self.sql, bound)
 
 
+@contextlib.contextmanager
+def driver_errors(conn: Connection) -> Iterator[None]:
+    """psycopg's errors, raised inside, as the kit's; a broken connection is dropped."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        conn.invalidate(exc)  # a broken connection must not go back to the pool
+        raise translate_driver_error(exc) from exc
+    except psycopg.Error as exc:
+        raise translate_driver_error(exc) from exc
+
+
 def run_driver_sql(
     conn: Connection, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None
 ) -> psycopg.Cursor[Any]:
     """Run SQL on the psycopg connection under ``conn``, in its transaction."""
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     cursor = driver.cursor()
-    try:
+    with driver_errors(conn):
         cursor.execute(sql, params)
-    except psycopg.OperationalError as exc:
-        # A broken connection must not go back to the pool.
-        conn.invalidate(exc)
-        raise translate_driver_error(exc) from exc
-    except psycopg.Error as exc:
-        raise translate_driver_error(exc) from exc
     return cursor
 
 
@@ -92,7 +98,7 @@ class SentStatement:
             raise RuntimeError("a statement is sent only inside a transaction psycopg began")
         bound = {**self._constants, **params}
         values = [None if bound[n] is None else str(bound[n]).encode() for n in self._order]
-        with _driver_errors(conn):
+        with driver_errors(conn):
             pgconn = driver.pgconn
             pgconn.send_query_params(self.sql, values)
             # psycopg's connections are non-blocking: libpq may keep part
@@ -115,7 +121,7 @@ class InFlight:
         driver, self._driver = self._driver, None
         if driver is None:
             raise RuntimeError("the result was read already")
-        with _driver_errors(self._conn):
+        with driver_errors(self._conn):
             results = []
             while (result := _next_result(driver.pgconn)) is not None:
                 results.append(result)
@@ -153,14 +159,3 @@ def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
         _wait(pgconn.socket)
         pgconn.consume_input()
     return pgconn.get_result()
-
-
-@contextlib.contextmanager
-def _driver_errors(conn: Connection) -> Iterator[None]:
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        conn.invalidate(exc)  # a broken connection must not go back to the pool
-        raise translate_driver_error(exc) from exc
-    except psycopg.Error as exc:
-        raise translate_driver_error(exc) from exc
