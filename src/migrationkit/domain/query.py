@@ -6,14 +6,19 @@ so a bad limit is refused before any store is touched.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from migrationkit.domain.cursor import encode_cursor
+from migrationkit.domain.entity import Entity
 from migrationkit.domain.lead import Segment
 from migrationkit.errors import ValidationFailed
 
 T = TypeVar("T")
+R = TypeVar("R")
+EntityT = TypeVar("EntityT", bound=Entity)
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 100
@@ -103,3 +108,24 @@ class Page(Generic[T]):
 
     items: list[T] = field(default_factory=list)
     next_cursor: str | None = None
+
+
+def page_of(
+    fetched: Sequence[R],
+    limit: int,
+    to_entity: Callable[[R], EntityT],
+    *,
+    workspace_id: str,
+    entity: str,
+    filters: dict[str, Any],
+) -> Page[EntityT]:
+    """The page made from up to ``limit + 1`` fetched rows.
+
+    Every adapter fetches one row more than asked: its presence says that
+    another page exists, whose cursor starts after the page's last item.
+    """
+    items = [to_entity(row) for row in fetched[:limit]]
+    next_cursor = None
+    if len(fetched) > limit:
+        next_cursor = encode_cursor(items[-1].id, workspace_id, entity, filters)
+    return Page(items=items, next_cursor=next_cursor)

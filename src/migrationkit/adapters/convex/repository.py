@@ -20,12 +20,12 @@ from migrationkit.adapters.convex.documents import (
     DocumentCodec,
     ms_from_datetime,
 )
-from migrationkit.domain.cursor import decode_cursor, encode_cursor
+from migrationkit.domain.cursor import decode_cursor
 from migrationkit.domain.entity import MANAGED_FIELDS, Entity
 from migrationkit.domain.ids import check_entity_id, check_workspace_id
 from migrationkit.domain.lead import Lead
 from migrationkit.domain.outbox import OutboxEvent
-from migrationkit.domain.query import MAX_LIMIT, ListQuery, Page, SegmentQuery
+from migrationkit.domain.query import MAX_LIMIT, ListQuery, Page, SegmentQuery, page_of
 from migrationkit.domain.writes import check_expected_version, check_query, prepare_upsert
 from migrationkit.errors import Conflict, FunctionFailed, NotFound, StageMoved, ValidationFailed
 from migrationkit.schema.convex_fields import camel_case
@@ -99,11 +99,14 @@ class ConvexRepository(Generic[E]):
         args = {"workspaceId": workspace, "after": after, "limit": float(limit + 1), **extra_args}
         with function_errors():
             documents = self.client.query(path, args)
-        items = [self.codec.from_document(d) for d in documents[:limit]]
-        next_cursor = None
-        if len(documents) > limit:
-            next_cursor = encode_cursor(items[-1].id, workspace, name, filters)
-        return Page(items=items, next_cursor=next_cursor)
+        return page_of(
+            documents,
+            limit,
+            self.codec.from_document,
+            workspace_id=workspace,
+            entity=name,
+            filters=filters,
+        )
 
     # -- writes ------------------------------------------------------------
 

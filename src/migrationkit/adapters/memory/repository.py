@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 from migrationkit.domain.clock import SystemClock
-from migrationkit.domain.cursor import decode_cursor, encode_cursor
+from migrationkit.domain.cursor import decode_cursor
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.ids import check_entity_id, check_workspace_id
 from migrationkit.domain.lead import Lead
 from migrationkit.domain.outbox import Operation, OutboxEvent
-from migrationkit.domain.query import ListQuery, Page, SegmentQuery
+from migrationkit.domain.query import ListQuery, Page, SegmentQuery, page_of
 from migrationkit.domain.writes import check_expected_version, check_query, prepare_upsert
 from migrationkit.errors import Conflict, NotFound
 from migrationkit.ports.clock import Clock
@@ -69,11 +69,14 @@ class MemoryRepository(Generic[E]):
             for row in candidates
             if not row.is_deleted and (after is None or row.id > after) and keep(row)
         ]
-        items = [row.model_copy(deep=True) for row in live[:limit]]
-        next_cursor = None
-        if len(live) > limit:
-            next_cursor = encode_cursor(items[-1].id, workspace, name, filters)
-        return Page(items=items, next_cursor=next_cursor)
+        return page_of(
+            live,
+            limit,
+            lambda row: row.model_copy(deep=True),
+            workspace_id=workspace,
+            entity=name,
+            filters=filters,
+        )
 
     # -- writes ------------------------------------------------------------
 

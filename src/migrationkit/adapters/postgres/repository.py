@@ -30,12 +30,12 @@ from migrationkit.adapters.postgres.compiled import CompiledStatement
 from migrationkit.adapters.postgres.engine import workspace_transaction
 from migrationkit.adapters.postgres.row_codec import RowCodec
 from migrationkit.domain.clock import SystemClock
-from migrationkit.domain.cursor import decode_cursor, encode_cursor
+from migrationkit.domain.cursor import decode_cursor
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.ids import check_entity_id, check_workspace_id
 from migrationkit.domain.lead import Lead
 from migrationkit.domain.outbox import Operation, OutboxEvent, event_fields
-from migrationkit.domain.query import ListQuery, Page, SegmentQuery
+from migrationkit.domain.query import ListQuery, Page, SegmentQuery, page_of
 from migrationkit.domain.writes import check_expected_version, check_query, prepare_upsert
 from migrationkit.errors import Conflict, NotFound
 from migrationkit.ports.clock import Clock
@@ -139,11 +139,9 @@ class PostgresRepository(Generic[E]):
         stmt = select(t).where(*where).order_by(t.c.id).limit(limit + 1)
         with workspace_transaction(self.engine, workspace) as conn:
             rows = conn.execute(stmt).mappings().all()
-        items = [self._codec.from_row(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = encode_cursor(items[-1].id, workspace, name, filters)
-        return Page(items=items, next_cursor=next_cursor)
+        return page_of(
+            rows, limit, self._codec.from_row, workspace_id=workspace, entity=name, filters=filters
+        )
 
     # -- writes ------------------------------------------------------------
 
