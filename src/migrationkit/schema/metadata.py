@@ -6,7 +6,9 @@ from sqlalchemy import MetaData, Table
 
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.registry import registered_models
+from migrationkit.mirror.model import registered_mirrors
 from migrationkit.schema.cutover_tables import cutover_history_table, cutover_stages_table
+from migrationkit.schema.mirror_tables import mirror_table_for
 from migrationkit.schema.outbox_tables import outbox_table, processed_events_table
 from migrationkit.schema.pipeline_tables import dead_letters_table, sync_cursors_table
 from migrationkit.schema.tables import NAMING_CONVENTION, table_for
@@ -33,9 +35,12 @@ metadata = build_metadata()
 
 
 def current_metadata() -> MetaData:
-    """The shared metadata, with tables for models registered since import."""
+    """The shared metadata, with tables for models registered since import
+    (entity models and mirror models alike)."""
     for model in registered_models():
         table_for(model, metadata)
+    for mirror in registered_mirrors():
+        mirror_table_for(mirror, metadata)
     return metadata
 
 

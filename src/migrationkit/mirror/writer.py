@@ -1,0 +1,186 @@
+"""MirrorWriter: revisions of Convex documents -> mirror tables, in one transaction.
+
+Per table, the revisions go by binary COPY into a staging table shaped like
+the target, then one set-based statement keeps the newest revision per
+``_id`` and upserts it, guarded by ``_ts``::
+
+    INSERT INTO t SELECT DISTINCT ON (_id) ... ORDER BY _id, _ts DESC
+    ON CONFLICT (_id) DO UPDATE SET ... WHERE t._ts < EXCLUDED._ts
+
+Which version is compared: ``_ts``, the commit timestamp of the revision
+(int64 nanoseconds, strictly increasing per document). A revision no newer
+than the stored one changes nothing, so a replayed page, a duplicate or a
+revision arriving after a newer one is harmless, and any order of delivery
+ends at the latest revision. A delete is a tombstone row (``_deleted``,
+its ``_ts``, the model's columns cleared): a late insert of the same
+document is then older and is refused, where removing the row would let it
+come back.
+
+``after(conn)`` runs in the same transaction, after the rows: a backfill
+saves its page cursor there, the tail its feed cursor, so a crash either
+keeps both or neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import set_json_dumps
+from sqlalchemy import Connection, Engine, Table
+
+from migrationkit.adapters.postgres.compiled import driver_errors
+from migrationkit.adapters.postgres.errors import translated_errors
+from migrationkit.mirror.model import MirrorDocument, mirror_model_for
+from migrationkit.mirror.rows import MirrorRevision, Row, row_maker
+from migrationkit.schema.metadata import current_metadata
+from migrationkit.schema.mirror_tables import mirror_table_for
+
+__all__ = ["MirrorWriter", "WriteResult"]
+
+# SQLAlchemy type -> the name psycopg's binary COPY dumps it by.
+_COPY_TYPES = {
+    "Text": "text",
+    "TIMESTAMP": "timestamptz",
+    "Double": "float8",
+    "BigInteger": "int8",
+    "Boolean": "bool",
+    "LargeBinary": "bytea",
+    "JSONB": "jsonb",
+}
+
+_KEEP_ON_DELETE = ("_creation_time", "_creation_time_ms", "workspace_id")
+
+
+@dataclass
+class WriteResult:
+    #: Rows inserted or replaced by a newer revision.
+    applied: int = 0
+    #: Revisions received (before keeping the newest per document).
+    received: int = 0
+
+
+def _as_is(json_text: str) -> str:
+    return json_text
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(table: Table) -> str:
+    return f"{_quote(table.schema)}.{_quote(table.name)}" if table.schema else _quote(table.name)
+
+
+class _TableStatements:
+    """The SQL of one mirror table, written once."""
+
+    def __init__(self, model: type[MirrorDocument]) -> None:
+        self.model = model
+        self.maker = row_maker(model)
+        self.table = mirror_table_for(model, current_metadata())
+        names = self.maker.column_names
+        cols = ", ".join(_quote(n) for n in names)
+        self.stage = f"mk_mirror_{self.table.name}"[:63]
+        target = _qualified(self.table)
+        self.create_stage = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_quote(self.stage)}"
+            f" (LIKE {target}) ON COMMIT DROP"
+        )
+        self.copy = f"COPY {_quote(self.stage)} ({cols}) FROM STDIN (FORMAT BINARY)"
+        self.copy_types = [_COPY_TYPES[type(self.table.c[n].type).__name__] for n in names]
+        updates = []
+        for name in names:
+            if name == "_id":
+                continue
+            if name in _KEEP_ON_DELETE:
+                updates.append(
+                    f"{_quote(name)} = COALESCE(EXCLUDED.{_quote(name)}, t.{_quote(name)})"
+                )
+            else:
+                updates.append(f"{_quote(name)} = EXCLUDED.{_quote(name)}")
+        # DISTINCT ON keeps one revision per document (the newest): ON
+        # CONFLICT may not touch a row twice in one statement.
+        self.upsert = (
+            f"INSERT INTO {target} AS t ({cols})"  # noqa: S608  (quoted identifiers only)
+            f" SELECT DISTINCT ON (_id) {cols} FROM {_quote(self.stage)}"
+            f" ORDER BY _id, _ts DESC"
+            f" ON CONFLICT (_id) DO UPDATE SET {', '.join(updates)}"
+            f" WHERE t._ts < EXCLUDED._ts"
+        )
+
+
+class MirrorWriter:
+    """Writes revisions of mirrored Convex tables into PostgreSQL.
+
+    Run it as a role that may write every workspace (the worker's role): one
+    statement writes rows of many workspaces, which no RLS scope allows.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._statements: dict[type[MirrorDocument], _TableStatements] = {}
+
+    def statements(self, model: type[MirrorDocument]) -> _TableStatements:
+        found = self._statements.get(model)
+        if found is None:
+            found = self._statements[model] = _TableStatements(model)
+        return found
+
+    def rows(
+        self, revisions: Sequence[MirrorRevision], where: Callable[[int], str] | None = None
+    ) -> dict[type[MirrorDocument], list[Row]]:
+        """Check and shape ``revisions`` (raises ``ValidationFailed`` or ``UnknownEntity``)."""
+        grouped: dict[type[MirrorDocument], list[Row]] = {}
+        models: dict[str, type[MirrorDocument]] = {}
+        for index, revision in enumerate(revisions):
+            model = models.get(revision.table)
+            if model is None:
+                model = models[revision.table] = mirror_model_for(revision.table)
+            rows = grouped.setdefault(model, [])
+            rows.append(row_maker(model).row(revision, where(index) if where else ""))
+        return grouped
+
+    def write(
+        self,
+        revisions: Sequence[MirrorRevision],
+        *,
+        after: Callable[[Connection], None] | None = None,
+        where: Callable[[int], str] | None = None,
+    ) -> WriteResult:
+        """Apply ``revisions`` in one transaction, then ``after(conn)`` in it too."""
+        return self.write_rows(self.rows(revisions, where), after=after)
+
+    def write_rows(
+        self,
+        grouped: dict[type[MirrorDocument], list[Row]],
+        *,
+        after: Callable[[Connection], None] | None = None,
+    ) -> WriteResult:
+        result = WriteResult()
+        with translated_errors(), self.engine.begin() as conn:
+            # Tables in name order: concurrent writers lock in the same order.
+            for model in sorted(grouped, key=lambda m: m.mirror.qualified_convex_name):
+                rows = grouped[model]
+                if not rows:
+                    continue
+                result.received += len(rows)
+                result.applied += self._write_table(conn, self.statements(model), rows)
+            if after is not None:
+                after(conn)
+        return result
+
+    def _write_table(self, conn: Connection, sql: _TableStatements, rows: list[Row]) -> int:
+        driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+        with driver_errors(conn), driver.cursor() as cursor:
+            cursor.execute(sql.create_stage)
+            cursor.execute(f"TRUNCATE {_quote(sql.stage)}")
+            set_json_dumps(_as_is, cursor)
+            with cursor.copy(sql.copy) as copy:
+                copy.set_types(sql.copy_types)
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(sql.upsert)
+            return cursor.rowcount
