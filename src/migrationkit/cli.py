@@ -28,6 +28,7 @@ from migrationkit.cutover.control import CutoverControl
 from migrationkit.cutover.gates import Thresholds
 from migrationkit.cutover.stages import Stage
 from migrationkit.errors import ConfigurationError, MigrationKitError
+from migrationkit.mirror import cli_backfill, cli_import, cli_introspect
 from migrationkit.schema import convex_codegen
 
 app = typer.Typer(no_args_is_help=True, help="Move a product from Convex to PostgreSQL.")
@@ -39,6 +40,10 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Changes the worker set aside (
 app.add_typer(dlq_app, name="dlq")
 cutover_app = typer.Typer(no_args_is_help=True, help="The cutover stage, one step at a time.")
 app.add_typer(cutover_app, name="cutover")
+# Existing deployments: introspect, backfill and import (mirror tables).
+cli_introspect.register(app)
+cli_backfill.register(app)
+cli_import.register(app)
 
 EntityOption = Annotated[str, typer.Option("--entity", help="One entity (default: all).")]
 WorkspaceOption = Annotated[str, typer.Option("--workspace", help="One workspace (default: all).")]
