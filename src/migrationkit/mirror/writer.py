@@ -23,7 +23,7 @@ keeps both or neither.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,20 +159,32 @@ class MirrorWriter:
         *,
         after: Callable[[Connection], None] | None = None,
     ) -> WriteResult:
-        result = WriteResult()
         with translated_errors(), self.engine.begin() as conn:
-            # Tables in name order: concurrent writers lock in the same order.
-            for model in sorted(grouped, key=lambda m: m.mirror.qualified_convex_name):
-                rows = grouped[model]
-                if not rows:
-                    continue
-                result.received += len(rows)
-                result.applied += self._write_table(conn, self.statements(model), rows)
+            result = self.write_rows_in(conn, grouped)
             if after is not None:
                 after(conn)
         return result
 
-    def _write_table(self, conn: Connection, sql: _TableStatements, rows: list[Row]) -> int:
+    def write_rows_in(
+        self, conn: Connection, grouped: dict[type[MirrorDocument], list[Row]]
+    ) -> WriteResult:
+        """Like ``write_rows``, inside a transaction the caller holds."""
+        result = WriteResult()
+        # Tables in name order: concurrent writers lock in the same order.
+        for model in sorted(grouped, key=lambda m: m.mirror.qualified_convex_name):
+            rows = grouped[model]
+            if rows:
+                result.received += len(rows)
+                result.applied += self.load(conn, model, rows)
+        return result
+
+    def load(self, conn: Connection, model: type[MirrorDocument], rows: Iterable[Row]) -> int:
+        """COPY ``rows`` (already checked) of one table and upsert them; returns rows changed.
+
+        ``rows`` may be a generator: they stream to the server, so a table of
+        any size takes the same memory (an import uses this, one table at a time).
+        """
+        sql = self.statements(model)
         driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
         with driver_errors(conn), driver.cursor() as cursor:
             cursor.execute(sql.create_stage)
