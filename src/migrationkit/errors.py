@@ -16,6 +16,7 @@ port. The driver's exception is kept as ``__cause__``.
     ├── ResyncRequired          a change-feed cursor fell out of the retention window
     └── StoreUnavailable        the store cannot be reached or refused the call
         ├── PermissionDenied    the store answered but forbids the call
+        │   └── StreamingExportNotEnabled  Convex streaming export is off for the deployment
         └── BadReply            the store answered with something unreadable
 
 Messages never carry secrets (passwords, deploy keys): adapters strip them
@@ -39,6 +40,7 @@ __all__ = [
     "ResyncRequired",
     "StageMoved",
     "StoreUnavailable",
+    "StreamingExportNotEnabled",
     "UnknownEntity",
     "ValidationFailed",
 ]
@@ -107,6 +109,12 @@ class StoreUnavailable(MigrationKitError):
 
 class PermissionDenied(StoreUnavailable):
     """The store answered but refused the call for lack of rights."""
+
+
+class StreamingExportNotEnabled(PermissionDenied):
+    """The deployment does not serve streaming export (``list_snapshot``,
+    ``document_deltas``, ``json_schemas``): on Convex Cloud it needs the Pro
+    plan. Use an export ZIP (``migrationkit import``) and the outbox instead."""
 
 
 class BadReply(StoreUnavailable):

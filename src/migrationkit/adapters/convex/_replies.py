@@ -26,6 +26,7 @@ from migrationkit.errors import (
     PermissionDenied,
     ResyncRequired,
     StoreUnavailable,
+    StreamingExportNotEnabled,
     ValidationFailed,
 )
 
@@ -51,8 +52,9 @@ _RESYNC_ADVICE = {
     "InvalidWindowToReadDocuments": (
         "the document_deltas cursor is older than the deployment keeps history"
         " (its retention window), so the changes since then cannot be read."
-        " Tailing cannot resume without a gap: run a full resync (a new"
-        " list_snapshot backfill) and start the deltas from its final snapshot"
+        " Tailing cannot resume without a gap: re-backfill the tables"
+        " (`migrationkit backfill --restart`, a new list_snapshot backfill) and"
+        " start the deltas from its final snapshot"
     ),
     "SnapshotTooOld": (
         "the list_snapshot snapshot timestamp has expired, so the backfill"
@@ -188,6 +190,14 @@ def _request_error(
         return ValidationFailed(
             f"Convex refused {call} as a bad request ({said})",
             [{"loc": (), "msg": message, "type": code}],
+        )
+    if status == 403 and code == "StreamingExportNotEnabled":
+        return StreamingExportNotEnabled(
+            f"Convex refused {call}: streaming export is not enabled for this deployment"
+            " (on Convex Cloud it needs the Pro plan). Without it, copy the data from an"
+            " export ZIP (`npx convex export`, then `migrationkit import EXPORT.zip`) and"
+            " keep PostgreSQL in step through the outbox written by the app's own"
+            f" mutations (MIGRATIONKIT_SOURCE=convex_outbox). (Convex said {said})"
         )
     if status in (401, 403):
         return PermissionDenied(f"Convex denied {call} (HTTP {status} {said})")
