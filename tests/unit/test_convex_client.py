@@ -20,6 +20,7 @@ from migrationkit.errors import (
     PermissionDenied,
     ResyncRequired,
     StoreUnavailable,
+    StreamingExportNotEnabled,
     ValidationFailed,
 )
 
@@ -243,7 +244,8 @@ def test_an_error_that_merely_mentions_argument_validation_stays_a_function_fail
     [
         (400, "BadJsonBody", ValidationFailed),
         (401, "BadDeployKey", PermissionDenied),
-        (403, "StreamingExportNotEnabled", PermissionDenied),
+        (403, "StreamingExportNotEnabled", StreamingExportNotEnabled),
+        (403, "Forbidden", PermissionDenied),
         (404, "NotFound", ConfigurationError),
         (409, "OptimisticConcurrencyControlFailure", Conflict),
         (500, "InternalServerError", StoreUnavailable),
@@ -266,6 +268,15 @@ def test_permission_denied_on_export_keeps_the_code() -> None:
     script = Script(failure(403, "StreamingExportNotEnabled", "needs the Pro plan"))
     with pytest.raises(PermissionDenied, match="StreamingExportNotEnabled"):
         client_for(script).list_snapshot()
+
+
+def test_streaming_export_not_enabled_says_what_to_use_instead() -> None:
+    script = Script(failure(403, "StreamingExportNotEnabled", "needs the Pro plan"))
+    with pytest.raises(StreamingExportNotEnabled) as caught:
+        client_for(script).document_deltas(cursor=1)
+    message = str(caught.value)
+    assert "migrationkit import" in message
+    assert "outbox" in message
 
 
 @pytest.mark.parametrize(
