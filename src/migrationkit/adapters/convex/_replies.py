@@ -52,7 +52,7 @@ _RESYNC_ADVICE = {
     "InvalidWindowToReadDocuments": (
         "the document_deltas cursor is older than the deployment keeps history"
         " (its retention window), so the changes since then cannot be read."
-        " Tailing cannot resume without a gap: re-backfill the tables"
+        " Tailing cannot resume without a gap: run a full resync, re-backfilling the tables"
         " (`migrationkit backfill --restart`, a new list_snapshot backfill) and"
         " start the deltas from its final snapshot"
     ),
