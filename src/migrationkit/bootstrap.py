@@ -6,8 +6,10 @@ letters) and owns the connections it opens.
 
 from __future__ import annotations
 
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import Engine
 
@@ -20,20 +22,36 @@ from migrationkit.adapters.postgres.cursors import CursorStore
 from migrationkit.adapters.postgres.dead_letters import DeadLetterStore
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.outbox_source import PgOutboxSource
+from migrationkit.mirror.config import load_config
+from migrationkit.mirror.loading import selected_models
+from migrationkit.mirror.tail import MirrorTail
 from migrationkit.observability.metrics import PipelineMetrics
 from migrationkit.outbox.settings import WorkerSettings
 from migrationkit.outbox.worker import Backoff, PollInterval, Worker, WorkerConfig
 from migrationkit.ports.changes import ChangeSink, ChangeSource
 
 
+class Runner(Protocol):
+    """What the worker process runs: the outbox worker or the mirror tail."""
+
+    name: str
+    metrics: PipelineMetrics
+
+    def run(self, stop: threading.Event) -> None: ...
+
+    def seconds_since_beat(self) -> float: ...
+
+
 @dataclass
 class Pipeline:
     engine: Engine
     convex: ConvexClient
-    source: ChangeSource
-    sink: ChangeSink
-    dead_letters: DeadLetterStore
-    worker: Worker
+    runner: Runner
+    #: The outbox worker's parts; None for the mirror tail.
+    worker: Worker | None = None
+    source: ChangeSource | None = None
+    sink: ChangeSink | None = None
+    dead_letters: DeadLetterStore | None = None
 
 
 def build_pipeline(settings: WorkerSettings, stack: ExitStack) -> Pipeline:
@@ -45,6 +63,13 @@ def build_pipeline(settings: WorkerSettings, stack: ExitStack) -> Pipeline:
     assert settings.convex_url is not None  # checked by the settings
     key = settings.convex_deploy_key.get_secret_value() if settings.convex_deploy_key else None
     convex = stack.enter_context(ConvexClient(settings.convex_url, admin_key=key))
+
+    if settings.source == "convex_mirror":
+        assert settings.mirror_config is not None  # checked by the settings
+        models = selected_models(load_config(settings.mirror_config))
+        poll = PollInterval(settings.poll_min, settings.poll_max)
+        tail = MirrorTail(convex, engine, models, metrics=PipelineMetrics(), poll=poll)
+        return Pipeline(engine, convex, runner=tail)
 
     source: ChangeSource
     sink: ChangeSink
@@ -71,4 +96,4 @@ def build_pipeline(settings: WorkerSettings, stack: ExitStack) -> Pipeline:
         backoff=Backoff(),
     )
     worker = Worker(source, sink, dead_letters, config=config, metrics=PipelineMetrics())
-    return Pipeline(engine, convex, source, sink, dead_letters, worker)
+    return Pipeline(engine, convex, worker, worker, source, sink, dead_letters)

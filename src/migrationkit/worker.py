@@ -57,7 +57,7 @@ def main() -> int:
         except MigrationKitError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        worker = pipeline.worker
+        worker = pipeline.runner
         if settings.metrics_port >= 0:
             server = MetricsServer(
                 worker.metrics.registry,
@@ -67,9 +67,7 @@ def main() -> int:
             ).start()
             stack.callback(server.stop)
             log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.port)
-        log.info(
-            "worker %s: %s via %s", settings.worker_id, settings.direction, pipeline.source.name
-        )
+        log.info("worker %s: %s via %s", settings.worker_id, settings.direction, worker.name)
         try:
             worker.run(stop)
         except MigrationKitError as exc:

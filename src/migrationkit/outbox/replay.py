@@ -28,7 +28,12 @@ def replay_dead_letters(event_ids: list[str] | None) -> tuple[int, list[tuple[st
         raise ConfigurationError(f"worker settings: {exc.errors()[0]['msg']}") from None
     with ExitStack() as stack:
         pipeline = build_pipeline(settings, stack)
-        store = pipeline.dead_letters
+        store, sink = pipeline.dead_letters, pipeline.sink
+        if store is None or sink is None:
+            raise ConfigurationError(
+                "the mirror tail keeps no dead letters: MIGRATIONKIT_SOURCE=convex_mirror has"
+                " nothing to replay"
+            )
         if event_ids is None:
             letters = store.list(limit=10_000)
         else:
@@ -41,7 +46,7 @@ def replay_dead_letters(event_ids: list[str] | None) -> tuple[int, list[tuple[st
         failed: list[tuple[str, str]] = []
         for letter in letters:
             try:
-                pipeline.sink.apply([letter.change])
+                sink.apply([letter.change])
             except MigrationKitError as exc:
                 failed.append((letter.event_id, str(exc)))
                 continue

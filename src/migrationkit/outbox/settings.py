@@ -5,6 +5,8 @@ CONVEX_URL                    the Convex deployment (or the local backend)
 CONVEX_DEPLOY_KEY             admin or deploy key (never logged)
 MIGRATIONKIT_DIRECTION        convex_to_pg (default) | pg_to_convex
 MIGRATIONKIT_SOURCE           convex_outbox (default) | convex_deltas | pg_outbox
+                              | convex_mirror (mirror tables: needs MIGRATIONKIT_MIRROR_CONFIG)
+MIGRATIONKIT_MIRROR_CONFIG    the mirror config file (TOML) naming the models module
 MIGRATIONKIT_BATCH_SIZE       changes per batch (default 500)
 MIGRATIONKIT_POLL_MIN / _MAX  idle poll interval bounds in seconds (0.05 / 2.0)
 MIGRATIONKIT_MAX_ATTEMPTS     tries of a failing change before dead-lettering (5)
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -39,7 +42,10 @@ class WorkerSettings(BaseSettings):
         validation_alias=AliasChoices("CONVEX_DEPLOY_KEY", "MIGRATIONKIT_CONVEX_DEPLOY_KEY"),
     )
     direction: Literal["convex_to_pg", "pg_to_convex"] = "convex_to_pg"
-    source: Literal["convex_outbox", "convex_deltas", "pg_outbox"] = "convex_outbox"
+    source: Literal["convex_outbox", "convex_deltas", "pg_outbox", "convex_mirror"] = (
+        "convex_outbox"
+    )
+    mirror_config: Path | None = None
     batch_size: int = Field(default=500, ge=1, le=10_000)
     poll_min: float = Field(default=0.05, gt=0)
     poll_max: float = Field(default=2.0, gt=0)
@@ -53,7 +59,7 @@ class WorkerSettings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         expected = {
-            "convex_to_pg": ("convex_outbox", "convex_deltas"),
+            "convex_to_pg": ("convex_outbox", "convex_deltas", "convex_mirror"),
             "pg_to_convex": ("pg_outbox",),
         }
         if self.source not in expected[self.direction]:
@@ -63,6 +69,11 @@ class WorkerSettings(BaseSettings):
             )
         if self.poll_max < self.poll_min:
             raise ValueError("MIGRATIONKIT_POLL_MAX must be at least MIGRATIONKIT_POLL_MIN")
+        if self.source == "convex_mirror" and self.mirror_config is None:
+            raise ValueError(
+                "MIGRATIONKIT_MIRROR_CONFIG is not set: the convex_mirror source needs the"
+                " mirror config file"
+            )
         if self.convex_url is None:
             raise ValueError("CONVEX_URL is not set: the worker needs the Convex deployment")
         return self

@@ -113,6 +113,7 @@ class Worker:
         metrics: PipelineMetrics | None = None,
     ) -> None:
         self.source = source
+        self.name = source.name
         self.sink = sink
         self.dead_letters = dead_letters
         self.config = config or WorkerConfig()

@@ -10,7 +10,11 @@ from migrationkit.mirror.model import registered_mirrors
 from migrationkit.schema.cutover_tables import cutover_history_table, cutover_stages_table
 from migrationkit.schema.mirror_tables import mirror_table_for
 from migrationkit.schema.outbox_tables import outbox_table, processed_events_table
-from migrationkit.schema.pipeline_tables import dead_letters_table, sync_cursors_table
+from migrationkit.schema.pipeline_tables import (
+    dead_letters_table,
+    sync_backfills_table,
+    sync_cursors_table,
+)
 from migrationkit.schema.tables import NAMING_CONVENTION, table_for
 
 # Importing the domain registers the example entity before tables are built.
@@ -26,6 +30,7 @@ def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
     processed_events_table(metadata)
     dead_letters_table(metadata)
     sync_cursors_table(metadata)
+    sync_backfills_table(metadata)
     cutover_stages_table(metadata)
     cutover_history_table(metadata)
     return metadata

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text, text
+from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 
@@ -40,6 +40,33 @@ def sync_cursors_table(metadata: MetaData) -> Table:
         metadata,
         Column("name", Text(), primary_key=True),
         Column("cursor", BigInteger(), nullable=False),
+        Column(
+            "updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
+        ),
+    )
+
+
+def sync_backfills_table(metadata: MetaData) -> Table:
+    """A backfill's place, per Convex table: saved with each page's rows.
+
+    ``snapshot`` is the one timestamp every table is read at; ``page_cursor``
+    the opaque ``list_snapshot`` cursor of the next page (NULL before the
+    first); ``done`` once the table's last page is in.
+    """
+    if "sync_backfills" in metadata.tables:
+        return metadata.tables["sync_backfills"]
+    return Table(
+        "sync_backfills",
+        metadata,
+        Column("name", Text(), primary_key=True),
+        Column("convex_table", Text(), primary_key=True),
+        Column("snapshot", BigInteger(), nullable=False),
+        Column("page_cursor", Text(), nullable=True),
+        Column("rows", BigInteger(), nullable=False, server_default=text("0")),
+        Column("done", Boolean(), nullable=False, server_default=text("false")),
+        Column(
+            "started_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
+        ),
         Column(
             "updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
         ),

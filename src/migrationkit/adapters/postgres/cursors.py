@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from migrationkit.adapters.postgres.errors import translated_errors
@@ -56,14 +56,18 @@ class CursorStore:
         return None if value is None else int(value[0])
 
     def save(self, name: str, cursor: int) -> None:
+        with translated_errors(), self.engine.begin() as conn:
+            self.save_in(conn, name, cursor)
+
+    def save_in(self, conn: Connection, name: str, cursor: int) -> None:
+        """Save inside a transaction the caller holds, e.g. with the rows it covers."""
         t = self.table
         stmt = pg_insert(t).values(name=_check_name(name), cursor=_check_cursor(cursor))
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.name],
             set_={"cursor": stmt.excluded.cursor, "updated_at": func.now()},
         )
-        with translated_errors(), self.engine.begin() as conn:
-            conn.execute(stmt)
+        conn.execute(stmt)
 
     def delete(self, name: str) -> bool:
         """Forget a cursor (the consumer then starts from a fresh snapshot)."""
