@@ -83,6 +83,8 @@ export type DatabaseWriter = GenericDatabaseWriter<DataModel>;
 
 /** One document a committed mutation wrote: its final value, or null. */
 export interface RecordedWrite {
+  /** The component path of the document's table: "" for the app itself. */
+  component: string;
   /** Known when the call named it (`insert`, `db.table(t)`, the 3-arg forms). */
   table: string | undefined;
   id: string;
@@ -91,10 +93,18 @@ export interface RecordedWrite {
 
 /** The writes of one running mutation (and of the mutations it calls). */
 export interface WriteFrame {
-  /** id -> table (if known), in first-write order. */
+  /** The component the mutation runs in ("" for the app). */
+  component: string;
+  /** id -> table (if known), in first-write order: this component's writes. */
   written: Map<string, string | undefined>;
   /** Ids this transaction created: created and deleted again is no write. */
   inserted: Set<string>;
+  /**
+   * Writes of mutations it called in other components, already read back
+   * there (a component's tables are only readable from inside it), keyed by
+   * component and id.
+   */
+  resolved: Map<string, { write: RecordedWrite; created: boolean }>;
   /** False once the handler has returned: later async work is not ours. */
   open: boolean;
 }
@@ -126,6 +136,13 @@ function withWriteRecorder<B extends (definition: any) => any>(builder: B): B {
   }) as B;
 }
 
+/** The component path the function runs in (`ctx.meta`, "" when absent). */
+async function componentOf(ctx: GenericMutationCtx<DataModel>): Promise<string> {
+  const meta = (ctx as { meta?: { getFunctionMetadata?(): Promise<{ componentPath?: string }> } }).meta;
+  const metadata = await meta?.getFunctionMetadata?.();
+  return metadata?.componentPath ?? "";
+}
+
 function recording(handler: Handler): Handler {
   return async (ctx, args) => {
     const recorder = installedRecorder();
@@ -138,8 +155,10 @@ function recording(handler: Handler): Handler {
     // belongs to a finished mutation (e.g. the one that scheduled this one).
     const nested = parent !== undefined && parent.open;
     const frame: WriteFrame = {
+      component: await componentOf(ctx),
       written: new Map(),
       inserted: new Set(),
+      resolved: new Map(),
       open: true,
     };
     let result: unknown;
@@ -150,34 +169,60 @@ function recording(handler: Handler): Handler {
     } finally {
       frame.open = false;
     }
-    if (nested && parent !== undefined) {
+    if (nested && parent !== undefined && parent.component === frame.component) {
+      // Same component: the caller reads these documents back itself.
       for (const [id, table] of frame.written) {
         noteWrite(parent, id, table);
       }
       for (const id of frame.inserted) {
         parent.inserted.add(id);
       }
+      mergeResolved(parent, frame.resolved);
       return result;
     }
-    if (!isConvexValue(result)) {
+    if (!nested && !isConvexValue(result)) {
       // The runtime refuses this return value and rolls the transaction
       // back, so there is nothing to record.
       return result;
     }
-    const writes: RecordedWrite[] = [];
+    // Reads inside the transaction see its own writes: this is the final
+    // value of each document as it stands now.
+    const own = new Map<string, { write: RecordedWrite; created: boolean }>();
     for (const [id, table] of frame.written) {
-      // Reads inside the transaction see its own writes: this is the final
-      // value of the document as it will commit.
       const db = ctx.db as unknown as { get(...at: string[]): Promise<RecordedWrite["doc"]> };
       const doc = await (table === undefined ? db.get(id) : db.get(table, id));
-      if (doc === null && frame.inserted.has(id)) {
-        continue;
+      own.set(`${frame.component}\u0000${id}`, {
+        write: { component: frame.component, table, id, doc },
+        created: frame.inserted.has(id),
+      });
+    }
+    if (nested && parent !== undefined) {
+      // Another component's mutation: hand the caller what it wrote.
+      mergeResolved(parent, frame.resolved);
+      mergeResolved(parent, own);
+      return result;
+    }
+    mergeResolved(frame, own);
+    const writes: RecordedWrite[] = [];
+    for (const { write, created } of frame.resolved.values()) {
+      if (!(write.doc === null && created)) {
+        writes.push(write);
       }
-      writes.push({ table, id, doc });
     }
     recorder.record(writes);
     return result;
   };
+}
+
+/** Later read-backs win; a document created earlier in the transaction stays "created". */
+function mergeResolved(
+  frame: WriteFrame,
+  from: Map<string, { write: RecordedWrite; created: boolean }>,
+): void {
+  for (const [key, { write, created }] of from) {
+    const earlier = frame.resolved.get(key);
+    frame.resolved.set(key, { write, created: created || (earlier?.created ?? false) });
+  }
 }
 
 function isConvexValue(result: unknown): boolean {
