@@ -15,7 +15,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { callerOf, requireAdmin, type Caller } from "./auth.ts";
 import type { Backend, CallResult } from "./backend.ts";
-import { DELTAS_PAGE_LIMIT, SNAPSHOT_PAGE_LIMIT, type Doc } from "./commitlog.ts";
+import { DELTAS_PAGE_LIMIT, SNAPSHOT_PAGE_LIMIT, type Doc, type TableRef } from "./commitlog.ts";
 import {
   badRequest,
   HttpError,
@@ -98,8 +98,8 @@ async function route(
     requireAdmin(caller());
     const format = valueFormat(url.searchParams.get("format") ?? undefined);
     const schemas = tableJsonSchemas(
-      backend.log.tables(),
-      backend.documentTypes,
+      backend.log.tables().filter((ref) => ref.component === "").map((ref) => ref.table),
+      backend.documentTypes.get("") ?? new Map(),
       format,
       url.searchParams.get("deltaSchema") === "true",
     );
@@ -107,7 +107,9 @@ async function route(
   }
   if (path === "/api/list_snapshot" || path === "/api/document_deltas") {
     only("GET", "POST");
-    requireAdmin(caller());
+    const who = caller();
+    requireStreamingExport(backend);
+    requireAdmin(who);
     const params = method === "POST" ? await readJsonObject(req) : queryParams(url);
     const badParam = method === "POST" ? "BadJsonBody" : "BadQueryArgs";
     const body =
@@ -228,30 +230,134 @@ function pageSize(params: Params, code: string, max: number): number {
 }
 
 /**
- * The table filter. Only the root component exists here; a selection
- * object (POST `selection`) is not supported and is refused rather than
- * silently ignored.
+ * What a streaming-export request selects, as the real backend reads it:
+ * a POST `selection` object (components -> tables -> columns, each with an
+ * `_other` default), else `tableName` (`table_name`) with an optional
+ * `component` (default: the app, ""), else `component` alone (all its
+ * tables), else everything.
  */
-function tableFilter(params: Params, code: string): { tableName?: string; none: boolean } {
-  if (params.selection !== undefined) {
-    throw badRequest(code, "`selection` is not supported by the local backend; use `tableName`");
-  }
-  const component = stringParam(params, "component", code);
-  const tableName = stringParam(params, "tableName", code);
-  return { tableName, none: component !== undefined && component !== "" };
+interface Selected {
+  include: (ref: TableRef) => boolean;
+  /** Which fields to leave out of one table's documents (`_id` never is); undefined: none. */
+  excluded: (ref: TableRef) => ((field: string) => boolean) | undefined;
 }
 
+const EVERYTHING: Selected = { include: () => true, excluded: () => undefined };
+
+function selectionOf(params: Params, code: string): Selected {
+  if (params.selection !== undefined && params.selection !== null) {
+    return parseSelection(params.selection, code);
+  }
+  const component = stringParam(params, "component", code);
+  const tableName = stringParam(params, "tableName", code) ?? stringParam(params, "table_name", code);
+  if (tableName !== undefined) {
+    const wanted = component ?? "";
+    return {
+      include: (ref) => ref.component === wanted && ref.table === tableName,
+      excluded: () => undefined,
+    };
+  }
+  if (component !== undefined) {
+    return { include: (ref) => ref.component === component, excluded: () => undefined };
+  }
+  return EVERYTHING;
+}
+
+type Inclusion = "included" | "excluded";
+
+function inclusion(value: unknown, where: string, code: string): Inclusion {
+  if (value === "included" || value === "incl") return "included";
+  if (value === "excluded" || value === "excl") return "excluded";
+  throw badRequest(code, `selection: ${where} must be "included" or "excluded", got ${JSON.stringify(value)}`);
+}
+
+function selectionObject(value: unknown, where: string, code: string): Record<string, unknown> {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw badRequest(code, `selection: ${where} must be an object or "excluded"`);
+  }
+  const object = value as Record<string, unknown>;
+  if (!("_other" in object)) {
+    throw badRequest(code, `selection: ${where} is missing field \`_other\``);
+  }
+  return object;
+}
+
+/** The POST `selection` object (see the Selected comment). */
+function parseSelection(value: unknown, code: string): Selected {
+  const root = selectionObject(value, "selection", code);
+  const otherComponents = inclusion(root._other, "selection._other", code);
+  type TableRule = Inclusion | { other: Inclusion; columns: Map<string, Inclusion> };
+  const components = new Map<string, "excluded" | { other: Inclusion; tables: Map<string, TableRule> }>();
+  for (const [component, componentValue] of Object.entries(root)) {
+    if (component === "_other") continue;
+    const where = `selection[${JSON.stringify(component)}]`;
+    if (typeof componentValue === "string") {
+      if (inclusion(componentValue, where, code) !== "excluded") {
+        throw badRequest(code, `selection: ${where} must be an object or "excluded"`);
+      }
+      components.set(component, "excluded");
+      continue;
+    }
+    const tablesValue = selectionObject(componentValue, where, code);
+    const tables = new Map<string, TableRule>();
+    for (const [table, tableValue] of Object.entries(tablesValue)) {
+      if (table === "_other") continue;
+      const tableWhere = `${where}[${JSON.stringify(table)}]`;
+      if (typeof tableValue === "string") {
+        if (inclusion(tableValue, tableWhere, code) !== "excluded") {
+          throw badRequest(code, `selection: ${tableWhere} must be an object or "excluded"`);
+        }
+        tables.set(table, "excluded");
+        continue;
+      }
+      const columnsValue = selectionObject(tableValue, tableWhere, code);
+      const columns = new Map<string, Inclusion>();
+      for (const [column, columnValue] of Object.entries(columnsValue)) {
+        if (column === "_other") continue;
+        columns.set(column, inclusion(columnValue, `${tableWhere}[${JSON.stringify(column)}]`, code));
+      }
+      tables.set(table, { other: inclusion(columnsValue._other, `${tableWhere}._other`, code), columns });
+    }
+    components.set(component, { other: inclusion(tablesValue._other, `${where}._other`, code), tables });
+  }
+  const tableRule = (ref: TableRef): TableRule => {
+    const rule = components.get(ref.component);
+    if (rule === undefined) return otherComponents;
+    if (rule === "excluded") return "excluded";
+    return rule.tables.get(ref.table) ?? rule.other;
+  };
+  return {
+    include: (ref) => tableRule(ref) !== "excluded",
+    excluded: (ref) => {
+      const rule = tableRule(ref);
+      if (typeof rule === "string") return undefined;
+      return (field) => field !== "_id" && (rule.columns.get(field) ?? rule.other) === "excluded";
+    },
+  };
+}
+
+/** Streaming export is off (POST /_test/streaming_export): 403, as on a plan without it. */
+function requireStreamingExport(backend: Backend): void {
+  if (!backend.streamingExportEnabled) {
+    throw new HttpError(403, "StreamingExportNotEnabled", STREAMING_EXPORT_NOT_ENABLED);
+  }
+}
+
+/** The real backend's wording (crates/model backend_info) for a plan without streaming export. */
+export const STREAMING_EXPORT_NOT_ENABLED =
+  "Streaming export is not available on your current subscription. See https://www.convex.dev/plans to upgrade.";
+
 function listSnapshot(backend: Backend, params: Params, code: string): string {
-  const filter = tableFilter(params, code);
+  const selected = selectionOf(params, code);
   const format = valueFormat(params.format);
   const page = backend.log.listSnapshot({
     snapshot: int64Param(params.snapshot, "snapshot", code),
     cursor: stringParam(params, "cursor", code),
-    tableName: filter.none ? "\u0000no such table" : filter.tableName,
+    include: selected.include,
     limit: pageSize(params, code, SNAPSHOT_PAGE_LIMIT),
   });
-  const values = page.documents.map(({ table, ts, doc }) =>
-    documentJson({ _component: "", _table: table, _ts: ts }, doc, format),
+  const values = page.documents.map(({ component, table, ts, doc }) =>
+    documentJson({ _component: component, _table: table, _ts: ts }, doc, format, selected.excluded({ component, table })),
   );
   return stringify({ values, snapshot: page.snapshot, cursor: page.cursor, hasMore: page.hasMore });
 }
@@ -261,25 +367,39 @@ function documentDeltas(backend: Backend, params: Params, code: string): string 
   if (cursor === undefined) {
     throw badRequest("DocumentDeltasCursorRequired", "/api/document_deltas requires a cursor");
   }
-  const filter = tableFilter(params, code);
+  const selected = selectionOf(params, code);
   const format = valueFormat(params.format);
   const page = backend.log.documentDeltas({
     cursor,
-    tableName: filter.none ? "\u0000no such table" : filter.tableName,
+    include: selected.include,
     limit: pageSize(params, code, DELTAS_PAGE_LIMIT),
   });
-  const values = page.rows.map(({ table, ts, id, doc }) =>
+  const values = page.rows.map(({ component, table, ts, id, doc }) =>
     doc === null
-      ? new RawJson(stringify({ _component: "", _table: table, _ts: ts, _deleted: true, _id: id }))
-      : documentJson({ _component: "", _table: table, _ts: ts, _deleted: false }, doc, format),
+      ? new RawJson(stringify({ _component: component, _table: table, _ts: ts, _deleted: true, _id: id }))
+      : documentJson(
+          { _component: component, _table: table, _ts: ts, _deleted: false },
+          doc,
+          format,
+          selected.excluded({ component, table }),
+        ),
   );
   return stringify({ values, cursor: page.cursor, hasMore: page.hasMore });
 }
 
 /** Metadata fields, then `_id`, `_creationTime` and the document's fields. */
-function documentJson(metadata: Record<string, unknown>, doc: Doc, format: ValueFormat): RawJson {
-  const { _id, _creationTime, ...fields } = doc;
+function documentJson(
+  metadata: Record<string, unknown>,
+  doc: Doc,
+  format: ValueFormat,
+  excluded?: (field: string) => boolean,
+): RawJson {
+  const { _id, _creationTime, ...fields } = excluded === undefined ? doc : withoutFields(doc, excluded);
   const head = stringify(metadata).slice(0, -1);
   const body = writeFields({ _id, _creationTime, ...fields }, format).slice(1);
   return new RawJson(`${head},${body}`);
+}
+
+function withoutFields(doc: Doc, excluded: (field: string) => boolean): Doc {
+  return Object.fromEntries(Object.entries(doc).filter(([field]) => !excluded(field))) as Doc;
 }

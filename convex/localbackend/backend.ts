@@ -7,7 +7,7 @@ import { makeFunctionReference } from "convex/server";
 import type { Value } from "convex/values";
 import { convexTest } from "convex-test";
 import type { Caller } from "./auth.ts";
-import { Clock, CommitLog, type Doc, type Write } from "./commitlog.ts";
+import { Clock, CommitLog, type Doc, type TableRef, type Write } from "./commitlog.ts";
 import { toPlainJson } from "./json.ts";
 import {
   importModule,
@@ -71,15 +71,24 @@ export class Backend {
     return this.generation;
   }
 
-  get documentTypes(): ReadonlyMap<string, unknown> {
-    return this.app.documentTypes;
+  /** Component path ("" for the app) -> table -> document validator JSON, from the schemas. */
+  get documentTypes(): ReadonlyMap<string, ReadonlyMap<string, unknown>> {
+    const out = new Map<string, ReadonlyMap<string, unknown>>([["", this.app.documentTypes]]);
+    for (const [name, component] of this.app.components) {
+      out.set(name, component.documentTypes);
+    }
+    return out;
   }
+
+  /** Whether streaming export answers (see POST /_test/streaming_export). */
+  streamingExportEnabled = true;
 
   /** A fresh, empty database and commit log. */
   async reset(): Promise<void> {
     // Under the mutation lock, so no mutation the server started is halfway.
     await this.mutations.run(async () => {
       this.generation++;
+      this.streamingExportEnabled = true;
       this.test = this.freshTest();
       this.log = this.freshLog();
     });
@@ -199,24 +208,34 @@ export class Backend {
     if (writes.length === 0) {
       return;
     }
-    const resolved: Write[] = writes.map(({ table, id, doc }) => {
-      const known = table ?? this.log.tableOf(id) ?? tableOfTestId(id);
+    const resolved: Write[] = writes.map(({ component = "", table, id, doc }) => {
+      const known = table ?? this.log.tableOf(component, id) ?? tableOfTestId(id);
       if (known === undefined) {
         // Thrown inside the transaction: the mutation fails rather than
         // commit something the log cannot describe.
         throw new Error(`local backend: cannot tell which table document ${id} belongs to`);
       }
-      return { table: known, id, doc: doc as Doc | null };
+      return { component, table: known, id, doc: doc as Doc | null };
     });
     this.log.append(resolved);
   }
 
   private freshTest(): TestConvex {
-    return convexTest(this.app.schema, this.app.modules);
+    const test = convexTest(this.app.schema, this.app.modules);
+    for (const [name, component] of this.app.components) {
+      test.registerComponent(name, component.schema ?? (null as never), component.modules);
+    }
+    return test;
   }
 
   private freshLog(): CommitLog {
-    return new CommitLog(this.clock, [...this.app.documentTypes.keys()], this.retentionMs);
+    const declared: TableRef[] = [];
+    for (const [component, tables] of this.documentTypes) {
+      for (const table of tables.keys()) {
+        declared.push({ component, table });
+      }
+    }
+    return new CommitLog(this.clock, declared, this.retentionMs);
   }
 }
 

@@ -19,8 +19,13 @@ import { badRequest } from "./http.ts";
 
 export type Doc = Record<string, Value>;
 
-export interface Write {
+/** A table: its component path ("" for the app) and its name. */
+export interface TableRef {
+  component: string;
   table: string;
+}
+
+export interface Write extends TableRef {
   id: string;
   /** The committed value; null for a delete. */
   doc: Doc | null;
@@ -28,7 +33,7 @@ export interface Write {
 
 export interface Transaction {
   ts: bigint;
-  /** Ordered by (table, id), the order the real backend reads them in. */
+  /** Ordered by (component, table, id), the order the real backend reads them in. */
   writes: Write[];
 }
 
@@ -71,14 +76,14 @@ export class Clock {
 }
 
 export interface SnapshotPage {
-  documents: Array<{ table: string; ts: bigint; doc: Doc }>;
+  documents: Array<TableRef & { ts: bigint; doc: Doc }>;
   snapshot: bigint;
   cursor: string | null;
   hasMore: boolean;
 }
 
 export interface DeltasPage {
-  rows: Array<{ table: string; ts: bigint; id: string; doc: Doc | null }>;
+  rows: Array<TableRef & { ts: bigint; id: string; doc: Doc | null }>;
   cursor: bigint;
   hasMore: boolean;
 }
@@ -91,18 +96,19 @@ export class CommitLog {
   /** Nothing before this exists here (the log started, or was reset). */
   readonly startTs: bigint;
   private readonly transactions: Transaction[] = [];
+  /** Keyed by component and id: each component numbers its own documents. */
   private readonly revisions = new Map<string, { table: string; revisions: Revision[] }>();
   /** Per table, every id ever written, sorted: the by-id scan order. */
-  private readonly idsByTable = new Map<string, string[]>();
+  private readonly idsByTable = new Map<string, { ref: TableRef; ids: string[] }>();
 
   constructor(
     private readonly clock: Clock,
-    schemaTables: readonly string[],
+    schemaTables: readonly TableRef[],
     public retentionMs: number,
   ) {
     this.startTs = clock.readTs();
-    for (const table of schemaTables) {
-      this.idsByTable.set(table, []);
+    for (const ref of schemaTables) {
+      this.tableIds(ref);
     }
   }
 
@@ -111,14 +117,14 @@ export class CommitLog {
     const ts = this.clock.commitTs();
     const sorted = writes
       .map((w) => ({ ...w, doc: w.doc === null ? null : (withCommitTs(w.doc, ts) as Doc) }))
-      .sort((a, b) => compare(a.table, b.table) || compare(a.id, b.id));
+      .sort((a, b) => compareRefs(a, b) || compare(a.id, b.id));
     this.transactions.push({ ts, writes: sorted });
-    for (const { table, id, doc } of sorted) {
-      let entry = this.revisions.get(id);
+    for (const { component, table, id, doc } of sorted) {
+      let entry = this.revisions.get(documentKey(component, id));
       if (entry === undefined) {
         entry = { table, revisions: [] };
-        this.revisions.set(id, entry);
-        insertSorted(this.tableIds(table), id);
+        this.revisions.set(documentKey(component, id), entry);
+        insertSorted(this.tableIds({ component, table }), id);
       }
       entry.revisions.push({ ts, doc });
     }
@@ -126,12 +132,28 @@ export class CommitLog {
   }
 
   /** The table of a document this log has seen. */
-  tableOf(id: string): string | undefined {
-    return this.revisions.get(id)?.table;
+  tableOf(component: string, id: string): string | undefined {
+    return this.revisions.get(documentKey(component, id))?.table;
   }
 
-  tables(): string[] {
-    return [...this.idsByTable.keys()].sort(compare);
+  /** Every table, in (component, table) order: declared or ever written. */
+  tables(): TableRef[] {
+    return [...this.idsByTable.values()].map(({ ref }) => ref).sort(compareRefs);
+  }
+
+  /** The documents of one table as they stand at `ts`, in id order. */
+  *documentsAt(ref: TableRef, ts: bigint): Generator<{ ts: bigint; doc: Doc }> {
+    for (const id of this.tableIds(ref)) {
+      const revision = this.revisionAt(ref.component, id, ts);
+      if (revision !== undefined && revision.doc !== null) {
+        yield { ts: revision.ts, doc: revision.doc };
+      }
+    }
+  }
+
+  /** "Now", as a read timestamp. */
+  readTs(): bigint {
+    return this.clock.readTs();
   }
 
   /** The oldest timestamp still readable. */
@@ -148,7 +170,7 @@ export class CommitLog {
   listSnapshot(args: {
     snapshot?: bigint;
     cursor?: string;
-    tableName?: string;
+    include: (ref: TableRef) => boolean;
     limit: number;
   }): SnapshotPage {
     const now = this.clock.readTs();
@@ -165,25 +187,25 @@ export class CommitLog {
     }
     const position = parseSnapshotCursor(args.cursor);
     const tables = this.tables().filter(
-      (t) => (args.tableName === undefined || t === args.tableName) && (position === undefined || t >= position.table),
+      (t) => args.include(t) && (position === undefined || compareRefs(t, position.ref) >= 0),
     );
-    const table = tables[0];
-    if (table === undefined) {
+    const ref = tables[0];
+    if (ref === undefined) {
       return { documents: [], snapshot, cursor: null, hasMore: false };
     }
-    const after = position !== undefined && position.table === table ? position.id : "";
-    const ids = this.tableIds(table);
+    const after = position !== undefined && compareRefs(position.ref, ref) === 0 ? position.id : "";
+    const ids = this.tableIds(ref);
     const documents: SnapshotPage["documents"] = [];
     let cursor: string | null = null;
     for (let i = firstAbove(ids, after); i < ids.length; i++) {
       const id = ids[i]!;
-      const revision = this.revisionAt(id, snapshot);
+      const revision = this.revisionAt(ref.component, id, snapshot);
       if (revision === undefined || revision.doc === null) {
         continue;
       }
-      documents.push({ table, ts: revision.ts, doc: revision.doc });
+      documents.push({ ...ref, ts: revision.ts, doc: revision.doc });
       if (documents.length >= args.limit) {
-        cursor = encodeSnapshotCursor(table, id);
+        cursor = encodeSnapshotCursor(ref, id);
         break;
       }
     }
@@ -199,7 +221,7 @@ export class CommitLog {
    * table), a page always ends on a transaction boundary, and once the log
    * is exhausted the returned cursor is "now".
    */
-  documentDeltas(args: { cursor: bigint; tableName?: string; limit: number }): DeltasPage {
+  documentDeltas(args: { cursor: bigint; include: (ref: TableRef) => boolean; limit: number }): DeltasPage {
     const upper = this.clock.readTs();
     const windowStart = this.windowStart();
     if (args.cursor < windowStart) {
@@ -215,7 +237,7 @@ export class CommitLog {
     let hasMore = false;
     scan: for (let i = firstTransactionAfter(this.transactions, args.cursor); i < this.transactions.length; i++) {
       const { ts, writes } = this.transactions[i]!;
-      for (const { table, id, doc } of writes) {
+      for (const { component, table, id, doc } of writes) {
         rowsRead++;
         if (newCursor !== undefined && newCursor < ts) {
           hasMore = true;
@@ -224,8 +246,8 @@ export class CommitLog {
         if (newCursor === undefined && rowsRead >= args.limit) {
           newCursor = ts;
         }
-        if (args.tableName === undefined || args.tableName === table) {
-          rows.push({ table, ts, id, doc });
+        if (args.include({ component, table })) {
+          rows.push({ component, table, ts, id, doc });
           if (newCursor === undefined && rows.length >= args.limit) {
             newCursor = ts;
           }
@@ -235,17 +257,18 @@ export class CommitLog {
     return { rows, cursor: newCursor ?? upper, hasMore };
   }
 
-  private tableIds(table: string): string[] {
-    let ids = this.idsByTable.get(table);
-    if (ids === undefined) {
-      ids = [];
-      this.idsByTable.set(table, ids);
+  private tableIds(ref: TableRef): string[] {
+    const key = tabletOf(ref);
+    let entry = this.idsByTable.get(key);
+    if (entry === undefined) {
+      entry = { ref: { component: ref.component, table: ref.table }, ids: [] };
+      this.idsByTable.set(key, entry);
     }
-    return ids;
+    return entry.ids;
   }
 
-  private revisionAt(id: string, ts: bigint): Revision | undefined {
-    const revisions = this.revisions.get(id)?.revisions ?? [];
+  private revisionAt(component: string, id: string, ts: bigint): Revision | undefined {
+    const revisions = this.revisions.get(documentKey(component, id))?.revisions ?? [];
     // Last revision at or before ts.
     let lo = 0;
     let hi = revisions.length;
@@ -280,6 +303,30 @@ function withCommitTs(value: Value, ts: bigint): Value {
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The app's tables first, then each component's, each by name. */
+export function compareRefs(a: TableRef, b: TableRef): number {
+  return compare(a.component, b.component) || compare(a.table, b.table);
+}
+
+function documentKey(component: string, id: string): string {
+  return `${component}\u0000${id}`;
+}
+
+/**
+ * A table's name in a snapshot cursor: its name for the app's tables,
+ * `component/table` for a component's (table names never hold a `/`).
+ */
+function tabletOf(ref: TableRef): string {
+  return ref.component === "" ? ref.table : `${ref.component}/${ref.table}`;
+}
+
+function refOfTablet(tablet: string): TableRef {
+  const slash = tablet.lastIndexOf("/");
+  return slash < 0
+    ? { component: "", table: tablet }
+    : { component: tablet.slice(0, slash), table: tablet.slice(slash + 1) };
 }
 
 /** Index of the first element of sorted `ids` greater than `id`. */
@@ -322,18 +369,18 @@ function firstTransactionAfter(transactions: readonly Transaction[], ts: bigint)
 
 // The cursor is opaque to clients; like the real one it is a small JSON
 // object naming a table and the last id returned ("" = the table's start).
-function encodeSnapshotCursor(table: string, id: string): string {
-  return JSON.stringify({ tablet: table, id });
+function encodeSnapshotCursor(ref: TableRef, id: string): string {
+  return JSON.stringify({ tablet: tabletOf(ref), id });
 }
 
-function parseSnapshotCursor(cursor: string | undefined): { table: string; id: string } | undefined {
+function parseSnapshotCursor(cursor: string | undefined): { ref: TableRef; id: string } | undefined {
   if (cursor === undefined) {
     return undefined;
   }
   try {
     const parsed = JSON.parse(cursor) as { tablet?: unknown; id?: unknown };
     if (typeof parsed.tablet === "string" && typeof parsed.id === "string") {
-      return { table: parsed.tablet, id: parsed.id };
+      return { ref: refOfTablet(parsed.tablet), id: parsed.id };
     }
   } catch {
     // fall through

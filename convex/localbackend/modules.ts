@@ -31,6 +31,12 @@ export interface FunctionsApp {
   schema: SchemaDefinition<any, boolean> | undefined;
   /** Table name -> document validator JSON, from the schema. */
   documentTypes: Map<string, unknown>;
+  /**
+   * Components the app installs, by component path: every subdirectory
+   * holding a `convex.config.ts` (a component definition), installed as if
+   * by `app.use(component)` under its `defineComponent` name.
+   */
+  components: Map<string, FunctionsApp>;
 }
 
 const SOURCE = /\.(ts|tsx|mts|js|mjs|jsx)$/;
@@ -43,12 +49,19 @@ export async function loadFunctionsApp(dir: string): Promise<FunctionsApp> {
   if (root.includes("_generated")) {
     throw new Error(`the functions directory's path must not contain "_generated": ${root}`);
   }
+  return await loadDefinition(root, root);
+}
+
+/** One app or component definition directory: its modules, schema and components. */
+async function loadDefinition(root: string, dir: string): Promise<FunctionsApp> {
+  const componentDirs: string[] = [];
   const modules: ModuleRecord = {};
-  for (const file of sourceFiles(root)) {
+  for (const file of sourceFiles(dir, componentDirs)) {
     modules[file] = () => import(pathToFileURL(file).href) as Promise<Record<string, unknown>>;
   }
+  const where = path.relative(root, dir) || ".";
   if (!Object.keys(modules).some((key) => key.includes(`${path.sep}_generated${path.sep}`))) {
-    throw new Error(`${root} has no _generated/ directory (it needs _generated/server.ts and api.ts)`);
+    throw new Error(`${where} has no _generated/ directory (it needs _generated/server.ts and api.ts)`);
   }
   // Evaluate every module now, as a push to a real deployment does, so a
   // broken one stops the server at start rather than failing a call later.
@@ -59,7 +72,7 @@ export async function loadFunctionsApp(dir: string): Promise<FunctionsApp> {
       throw new Error(`${path.relative(root, file)} failed to load: ${(e as Error)?.stack ?? String(e)}`);
     }
   }
-  const schemaFile = Object.keys(modules).find((key) => stripExtension(path.relative(root, key)) === "schema");
+  const schemaFile = Object.keys(modules).find((key) => stripExtension(path.relative(dir, key)) === "schema");
   const schema = schemaFile
     ? ((await modules[schemaFile]!()).default as SchemaDefinition<any, boolean> | undefined)
     : undefined;
@@ -67,7 +80,47 @@ export async function loadFunctionsApp(dir: string): Promise<FunctionsApp> {
   for (const [table, definition] of Object.entries(schema?.tables ?? {})) {
     documentTypes.set(table, (definition as { validator: { json: unknown } }).validator.json);
   }
-  return { dir: root, modules, schema, documentTypes };
+  const components = new Map<string, FunctionsApp>();
+  for (const componentDir of componentDirs) {
+    const name = await componentName(componentDir);
+    if (components.has(name)) {
+      throw new Error(`two components are named "${name}" in ${where}`);
+    }
+    const component = await loadDefinition(root, componentDir);
+    if (component.components.size > 0) {
+      throw new Error(`${path.relative(root, componentDir)}: nested components are not supported`);
+    }
+    components.set(name, component);
+  }
+  return { dir, modules, schema, documentTypes, components };
+}
+
+/**
+ * The name a component is installed under: the name its `convex.config.ts`
+ * gives `defineComponent(name)`, else its directory's name.
+ */
+async function componentName(dir: string): Promise<string> {
+  const config = sourceFileNamed(dir, "convex.config");
+  let name: unknown;
+  if (config !== undefined) {
+    const exports = (await import(pathToFileURL(config).href)) as { default?: { _name?: unknown } };
+    name = exports.default?._name;
+  }
+  const chosen = typeof name === "string" && name !== "" ? name : path.basename(dir);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(chosen)) {
+    throw new Error(`${dir}: component name "${chosen}" is not an identifier`);
+  }
+  return chosen;
+}
+
+function sourceFileNamed(dir: string, base: string): string | undefined {
+  for (const ext of ["ts", "mts", "js", "mjs"]) {
+    const file = path.join(dir, `${base}.${ext}`);
+    if (statSync(file, { throwIfNoEntry: false })?.isFile()) {
+      return file;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -98,9 +151,11 @@ function stripExtension(file: string): string {
 
 /**
  * The files Convex would treat as modules: sources, not declarations, not
- * names with more than one dot (`foo.test.ts`), not hidden or node_modules.
+ * names with more than one dot (`foo.test.ts`, `convex.config.ts`), not
+ * hidden or node_modules. A subdirectory holding a `convex.config.ts` is a
+ * component definition, not part of this one: it goes to `componentDirs`.
  */
-function sourceFiles(dir: string): string[] {
+function sourceFiles(dir: string, componentDirs: string[]): string[] {
   const out: string[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     if (entry.name.startsWith(".") || entry.name === "node_modules") {
@@ -108,7 +163,11 @@ function sourceFiles(dir: string): string[] {
     }
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) {
-      out.push(...sourceFiles(full));
+      if (sourceFileNamed(full, "convex.config") !== undefined) {
+        componentDirs.push(full);
+      } else {
+        out.push(...sourceFiles(full, componentDirs));
+      }
     } else if (SOURCE.test(entry.name) && entry.name.split(".").length === 2) {
       out.push(full);
     }

@@ -8,6 +8,7 @@
  * When it is listening it prints exactly one line to stdout, `{"port": N}`
  * (so `--port 0` can pick any free port and tell the caller which).
  */
+import { existsSync } from "node:fs";
 import { createServer } from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,7 +25,9 @@ const DEFAULT_RETENTION_MS = 2 * 24 * 60 * 60 * 1000;
 const USAGE = `usage: CONVEX_ADMIN_KEY=<key> node --import tsx localbackend/server.ts [options]
 
   --port N           port on 127.0.0.1 (default 3210; 0 = any free port)
-  --functions DIR    Convex functions directory (default: ../functions)
+  --functions DIR    Convex functions directory (default: ../functions); a
+                     relative DIR is looked up from the current directory,
+                     then from localbackend/ (so ../testapp works from convex/)
   --retention-ms N   how far back document_deltas and list_snapshot may read
                      (default ${DEFAULT_RETENTION_MS}, two days)`;
 
@@ -72,7 +75,21 @@ function parseOptions(argv: string[]): Options {
   if (adminKey.trim() === "") {
     fail("CONVEX_ADMIN_KEY is not set: the backend needs an admin key to check callers against");
   }
-  return { port, functionsDir: path.resolve(values.functions!), retentionMs, adminKey };
+  return { port, functionsDir: functionsDir(values.functions!), retentionMs, adminKey };
+}
+
+/**
+ * A relative `--functions` is taken from the current directory or, failing
+ * that, from localbackend/ like the default: `--functions ../testapp` works
+ * from convex/.
+ */
+function functionsDir(given: string): string {
+  const fromCwd = path.resolve(given);
+  if (path.isAbsolute(given) || existsSync(fromCwd)) {
+    return fromCwd;
+  }
+  const fromHere = path.resolve(HERE, given);
+  return existsSync(fromHere) ? fromHere : fromCwd;
 }
 
 async function main(): Promise<void> {
