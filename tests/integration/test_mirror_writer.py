@@ -113,7 +113,7 @@ def test_a_delete_leaves_a_tombstone_that_a_late_insert_cannot_undo(writer: Mirr
     writer.write([delete("m1", 30), delete("ghost", 31)])
     writer.write([upsert("m1", 20, name="late")])
     state = rows(writer.engine)
-    assert state["m1"] == (30, True, None, "team-a")  # the workspace stays, for RLS
+    assert state["m1"] == (30, True, None, None)
     assert state["ghost"] == (31, True, None, None)
 
 
@@ -135,8 +135,7 @@ def test_any_order_and_any_duplicates_end_at_the_latest_revision(
     expected: dict[str, tuple[Any, ...]] = {}
     for revision in sorted(events, key=lambda r: r.ts):
         if revision.deleted:
-            kept = expected.get(revision.id, (0, False, None, None))[3]
-            expected[revision.id] = (revision.ts, True, None, kept)
+            expected[revision.id] = (revision.ts, True, None, None)
         else:
             expected[revision.id] = (revision.ts, False, f"v{revision.ts}", "team-a")
     assert rows(writer.engine) == expected

@@ -12,7 +12,8 @@ Which version is compared: ``_ts``, the commit timestamp of the revision
 than the stored one changes nothing, so a replayed page, a duplicate or a
 revision arriving after a newer one is harmless, and any order of delivery
 ends at the latest revision. A delete is a tombstone row (``_deleted``,
-its ``_ts``, the model's columns cleared): a late insert of the same
+its ``_ts``, every other column cleared, the workspace too, so the row is
+the same whatever order the revisions came in): a late insert of the same
 document is then older and is refused, where removing the row would let it
 come back.
 
@@ -50,8 +51,6 @@ _COPY_TYPES = {
     "LargeBinary": "bytea",
     "JSONB": "jsonb",
 }
-
-_KEEP_ON_DELETE = ("_creation_time", "_creation_time_ms", "workspace_id")
 
 
 @dataclass
@@ -95,12 +94,7 @@ class _TableStatements:
         for name in names:
             if name == "_id":
                 continue
-            if name in _KEEP_ON_DELETE:
-                updates.append(
-                    f"{_quote(name)} = COALESCE(EXCLUDED.{_quote(name)}, t.{_quote(name)})"
-                )
-            else:
-                updates.append(f"{_quote(name)} = EXCLUDED.{_quote(name)}")
+            updates.append(f"{_quote(name)} = EXCLUDED.{_quote(name)}")
         # DISTINCT ON keeps one revision per document (the newest): ON
         # CONFLICT may not touch a row twice in one statement.
         self.upsert = (
