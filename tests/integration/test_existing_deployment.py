@@ -255,3 +255,34 @@ def test_an_expired_tail_cursor_asks_for_a_re_backfill_and_changes_nothing(
     finally:
         testapp.set_retention(2 * 24 * 3600 * 1000)
     assert postgres_documents(deployment.engine, deployment.models) == before
+
+
+def test_the_worker_tails_the_mirror_tables(
+    client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
+) -> None:
+    ids = seed(client, users=10, posts=10)
+    Backfill(client, deployment.engine, deployment.models).run()
+    env = cli_env(testapp, deployment.url) | {
+        "MIGRATIONKIT_SOURCE": "convex_mirror",
+        "MIGRATIONKIT_MIRROR_CONFIG": str(deployment.workdir / "migrationkit.toml"),
+        "MIGRATIONKIT_METRICS_PORT": "-1",
+        "MIGRATIONKIT_POLL_MAX": "0.2",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "migrationkit.worker"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        churn = Churn(client, ids, seed_=11)
+        for _ in range(30):
+            churn.step()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if postgres_documents(deployment.engine, deployment.models) == convex_documents(client):
+                break
+            time.sleep(0.2)
+        assert_equal_stores(client, deployment)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, log = worker.communicate(timeout=30)
+    assert worker.returncode == 0, log
+    assert "via convex_mirror" in log
