@@ -26,9 +26,9 @@ import {
   sendError,
 } from "./http.ts";
 import { RawJson, stringify } from "./json.ts";
-import { tableJsonSchemas } from "./jsonschema.ts";
+import { componentPaths, tableJsonSchemas } from "./jsonschema.ts";
 import { newScope, requestScope } from "./scope.ts";
-import { isValueFormat, writeFields, writeValue, type ValueFormat } from "./values.ts";
+import { isValueFormat, writeFields, writeValue, type ExportFormat, type ValueFormat } from "./values.ts";
 
 /** What `GET /version` says: which stand-in this is, and on what. */
 export const VERSION = "convex-localbackend (convex-test 0.0.60, convex 1.48.0)";
@@ -95,14 +95,18 @@ async function route(
   }
   if (path === "/api/json_schemas") {
     only("GET");
-    requireAdmin(caller());
-    const format = valueFormat(url.searchParams.get("format") ?? undefined);
-    const schemas = tableJsonSchemas(
-      backend.log.tables().filter((ref) => ref.component === "").map((ref) => ref.table),
-      backend.documentTypes.get("") ?? new Map(),
+    const who = caller();
+    requireStreamingExport(backend);
+    requireAdmin(who);
+    const format = streamFormat(url.searchParams.get("format") ?? undefined, "BadQueryArgs");
+    if (format === "export_json") {
+      throw badRequest("BadFormat", "json_schemas: format export_json is not supported by the local backend");
+    }
+    const schemas = tableJsonSchemas(backend.log, componentPaths(backend.log, backend.documentTypes.keys()), {
       format,
-      url.searchParams.get("deltaSchema") === "true",
-    );
+      deltaSchema: booleanParam(url, "deltaSchema"),
+      byComponent: booleanParam(url, "byComponent"),
+    });
     return send(res, 200, stringify(schemas));
   }
   if (path === "/api/list_snapshot" || path === "/api/document_deltas") {
@@ -196,6 +200,41 @@ function valueFormat(format: unknown): ValueFormat {
     );
   }
   return value;
+}
+
+/**
+ * The `format` of the streaming-export endpoints, read like the real
+ * backend's `ValueFormat::from_str`: `json` / `convex_clean_json`,
+ * `convex_encoded_json` / `convex_json`, or `export_json`.
+ */
+function streamFormat(format: unknown, code: string): ExportFormat {
+  switch (format ?? "json") {
+    case "json":
+    case "convex_clean_json":
+      return "json";
+    case "convex_encoded_json":
+    case "convex_json":
+      return "convex_encoded_json";
+    case "export_json":
+      return "export_json";
+    default:
+      if (typeof format !== "string") {
+        throw badRequest(code, "`format` must be a string");
+      }
+      throw badRequest("BadFormat", `format param must be one of [\`json\`]. Got ${format}`);
+  }
+}
+
+/** A boolean query parameter (serde reads `true` / `false`). */
+function booleanParam(url: URL, name: string): boolean {
+  const value = url.searchParams.get(name);
+  if (value === null || value === "false") {
+    return false;
+  }
+  if (value === "true") {
+    return true;
+  }
+  throw badRequest("BadQueryArgs", `\`${name}\` must be true or false, got ${JSON.stringify(value)}`);
 }
 
 function queryParams(url: URL): Params {
@@ -349,7 +388,7 @@ export const STREAMING_EXPORT_NOT_ENABLED =
 
 function listSnapshot(backend: Backend, params: Params, code: string): string {
   const selected = selectionOf(params, code);
-  const format = valueFormat(params.format);
+  const format = streamFormat(params.format, code);
   const page = backend.log.listSnapshot({
     snapshot: int64Param(params.snapshot, "snapshot", code),
     cursor: stringParam(params, "cursor", code),
@@ -368,7 +407,7 @@ function documentDeltas(backend: Backend, params: Params, code: string): string 
     throw badRequest("DocumentDeltasCursorRequired", "/api/document_deltas requires a cursor");
   }
   const selected = selectionOf(params, code);
-  const format = valueFormat(params.format);
+  const format = streamFormat(params.format, code);
   const page = backend.log.documentDeltas({
     cursor,
     include: selected.include,
@@ -391,7 +430,7 @@ function documentDeltas(backend: Backend, params: Params, code: string): string 
 function documentJson(
   metadata: Record<string, unknown>,
   doc: Doc,
-  format: ValueFormat,
+  format: ExportFormat,
   excluded?: (field: string) => boolean,
 ): RawJson {
   const { _id, _creationTime, ...fields } = excluded === undefined ? doc : withoutFields(doc, excluded);

@@ -99,7 +99,9 @@ export class CommitLog {
   /** Keyed by component and id: each component numbers its own documents. */
   private readonly revisions = new Map<string, { table: string; revisions: Revision[] }>();
   /** Per table, every id ever written, sorted: the by-id scan order. */
-  private readonly idsByTable = new Map<string, { ref: TableRef; ids: string[] }>();
+  private readonly idsByTable = new Map<string, { ref: TableRef; number: number; ids: string[] }>();
+  /** Per component, the table number the next new table gets. */
+  private readonly nextTableNumber = new Map<string, number>();
 
   constructor(
     private readonly clock: Clock,
@@ -143,12 +145,29 @@ export class CommitLog {
 
   /** The documents of one table as they stand at `ts`, in id order. */
   *documentsAt(ref: TableRef, ts: bigint): Generator<{ ts: bigint; doc: Doc }> {
-    for (const id of this.tableIds(ref)) {
+    for (const id of this.idsByTable.get(tabletOf(ref))?.ids ?? []) {
       const revision = this.revisionAt(ref.component, id, ts);
       if (revision !== undefined && revision.doc !== null) {
         yield { ts: revision.ts, doc: revision.doc };
       }
     }
+  }
+
+  /**
+   * A table's number: tables are numbered in the order they came to exist
+   * in their component (declared ones first, in schema order), from 10001,
+   * as the real backend numbers user tables. Undefined for no such table.
+   */
+  tableNumber(ref: TableRef): number | undefined {
+    return this.idsByTable.get(tabletOf(ref))?.number;
+  }
+
+  /** The tables of one component, by table number. */
+  tablesOf(component: string): Array<TableRef & { number: number }> {
+    return [...this.idsByTable.values()]
+      .filter(({ ref }) => ref.component === component)
+      .map(({ ref, number }) => ({ ...ref, number }))
+      .sort((a, b) => a.number - b.number);
   }
 
   /** "Now", as a read timestamp. */
@@ -261,7 +280,9 @@ export class CommitLog {
     const key = tabletOf(ref);
     let entry = this.idsByTable.get(key);
     if (entry === undefined) {
-      entry = { ref: { component: ref.component, table: ref.table }, ids: [] };
+      const number = this.nextTableNumber.get(ref.component) ?? 10001;
+      this.nextTableNumber.set(ref.component, number + 1);
+      entry = { ref: { component: ref.component, table: ref.table }, number, ids: [] };
       this.idsByTable.set(key, entry);
     }
     return entry.ids;

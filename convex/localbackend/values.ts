@@ -8,7 +8,12 @@
  *   `{"$bytes": b64}`, NaN/±Infinity/-0.0 as `{"$float": b64}` (8 bytes,
  *   little-endian).
  *
- * In both, every Float64 is written with a decimal point or an exponent
+ * A third, `export_json` (lossless, "uniform": what ZIP snapshot exports
+ * and `/api/v1/data/sync` use), is served by the streaming-export endpoints:
+ * Int64 as a bare JSON integer, bytes as `{"$bytes": b64}`, NaN/±Infinity
+ * as `{"$float": b64}`, every finite float (-0.0 included) as a number.
+ *
+ * In all, every Float64 is written with a decimal point or an exponent
  * (`1.0`, never `1`): clients, the official Python one among them, tell a
  * float from an integer by that. `JSON.stringify` cannot do it, hence this
  * writer.
@@ -18,6 +23,9 @@ import { jsonToConvex, type Value } from "convex/values";
 export type ValueFormat = "json" | "convex_encoded_json";
 
 export const VALUE_FORMATS: readonly ValueFormat[] = ["json", "convex_encoded_json"];
+
+/** What the streaming-export endpoints and the ZIP export write. */
+export type ExportFormat = ValueFormat | "export_json";
 
 export function isValueFormat(format: unknown): format is ValueFormat {
   return VALUE_FORMATS.includes(format as ValueFormat);
@@ -29,7 +37,7 @@ export function decodeValue(json: unknown): Value {
 }
 
 /** The JSON text of `value` in `format`. */
-export function writeValue(value: Value | undefined, format: ValueFormat): string {
+export function writeValue(value: Value | undefined, format: ExportFormat): string {
   if (value === undefined || value === null) {
     return "null";
   }
@@ -43,7 +51,9 @@ export function writeValue(value: Value | undefined, format: ValueFormat): strin
     case "bigint":
       return format === "json"
         ? JSON.stringify(value.toString())
-        : `{"$integer":${JSON.stringify(int64Base64(value))}}`;
+        : format === "export_json"
+          ? BigInt.asIntN(64, value).toString()
+          : `{"$integer":${JSON.stringify(int64Base64(value))}}`;
     default:
       break;
   }
@@ -63,7 +73,7 @@ export function writeValue(value: Value | undefined, format: ValueFormat): strin
 /** An object's fields in `format` (fields set to `undefined` are absent). */
 export function writeFields(
   fields: Record<string, Value | undefined>,
-  format: ValueFormat,
+  format: ExportFormat,
 ): string {
   const parts: string[] = [];
   for (const [key, v] of Object.entries(fields)) {
@@ -74,11 +84,14 @@ export function writeFields(
   return `{${parts.join(",")}}`;
 }
 
-function writeFloat(n: number, format: ValueFormat): string {
+function writeFloat(n: number, format: ExportFormat): string {
   if (Number.isFinite(n) && !Object.is(n, -0)) {
     return floatText(n);
   }
-  if (format === "convex_encoded_json") {
+  if (format === "export_json" && Object.is(n, -0)) {
+    return "-0.0";
+  }
+  if (format !== "json") {
     return `{"$float":${JSON.stringify(float64Base64(n))}}`;
   }
   if (Object.is(n, -0)) {

@@ -398,16 +398,24 @@ describe("retention and reset", () => {
 });
 
 describe("json_schemas", () => {
-  test("a JSON Schema per table, with the delta fields when asked", async () => {
+  test("a JSON Schema per table, inferred from its documents, with the delta fields when asked", async () => {
+    await mutate("items:create", { name: "a", qty: 1.5 });
+    await mutate("items:create", { name: "b" });
     const reply = await backend.admin("/api/json_schemas", { deltaSchema: "true", format: "json" });
     assert.equal(reply.status, 200);
     assert.deepEqual(Object.keys(reply.body).sort(), ["items", "notes"]);
     const items = reply.body.items;
     assert.equal(items.type, "object");
+    assert.equal(items.additionalProperties, false);
+    assert.equal(items.$schema, "http://json-schema.org/draft-07/schema#");
     assert.deepEqual(items.properties.name, { type: "string" });
+    assert.deepEqual(items.properties.qty, { type: "number" });
+    assert.deepEqual(items.properties._id, { $description: "Id(items)", type: "string" });
     assert.deepEqual(items.properties._ts, { type: "integer" });
     assert.deepEqual(items.properties._deleted, { type: "boolean" });
-    assert.ok(items.required.includes("name") && !items.required.includes("qty"));
+    assert.deepEqual(items.required, ["_creationTime", "_id", "name"]);
+    // An empty table: just the system fields.
+    assert.deepEqual(reply.body.notes.required, ["_creationTime", "_id"]);
     const plain = await backend.admin("/api/json_schemas", { format: "json" });
     assert.equal(plain.body.items.properties._ts, undefined);
   });
