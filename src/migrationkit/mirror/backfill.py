@@ -30,6 +30,7 @@ from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres.cursors import CursorStore
 from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.errors import BadReply
+from migrationkit.mirror.columns import mirror_columns
 from migrationkit.mirror.feed import revision_from_export
 from migrationkit.mirror.model import MirrorDocument
 from migrationkit.mirror.writer import MirrorWriter
@@ -74,6 +75,33 @@ class BackfillReport:
 ProgressCallback = Callable[[TableProgress], None]
 
 
+def referenced_first(models: Sequence[type[MirrorDocument]]) -> list[type[MirrorDocument]]:
+    """Models by name, each after the tables its foreign keys point into.
+
+    Each page commits on its own, so a table with a foreign key (asked for
+    in the config) must come after its target: a deferred constraint only
+    waits for the end of one transaction.
+    """
+    by_name = {m.mirror.qualified_convex_name: m for m in models}
+    ordered: list[type[MirrorDocument]] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        model = by_name[name]
+        if model in ordered or name in visiting:
+            return  # done, or a cycle: name order decides within it
+        visiting.add(name)
+        for column in mirror_columns(model):
+            ref = column.refers_to
+            if ref is not None and ref.foreign_key and ref.table in by_name:
+                visit(ref.table)
+        ordered.append(model)
+
+    for name in sorted(by_name):
+        visit(name)
+    return ordered
+
+
 class Backfill:
     """Copies the mirrored tables of ``models`` from ``client`` into PostgreSQL."""
 
@@ -89,7 +117,7 @@ class Backfill:
     ) -> None:
         self.client = client
         self.engine = engine
-        self.models = sorted(models, key=lambda m: m.mirror.qualified_convex_name)
+        self.models = referenced_first(models)
         self.name = name
         self.writer = MirrorWriter(engine)
         self.state = sync_backfills_table(metadata)
