@@ -1,6 +1,6 @@
 /**
  * The HTTP surface: Convex's public API routes, answered the way the real
- * backend answers them, plus two test-only routes under `/_test/`.
+ * backend answers them, plus test-only routes under `/_test/`.
  *
  *   GET  /version                       plain-text version
  *   POST /api/query|mutation|action     {path, args, format}
@@ -11,6 +11,8 @@
  *   POST /_test/reset                   admin; not part of Convex
  *   POST /_test/retention               admin; not part of Convex
  *   POST /_test/fail_next_mutation      admin; not part of Convex (fault injection)
+ *   POST /_test/export_zip              admin; not part of Convex (a ZIP snapshot export)
+ *   POST /_test/streaming_export        admin; not part of Convex (turns streaming export off/on)
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { callerOf, requireAdmin, type Caller } from "./auth.ts";
@@ -26,6 +28,7 @@ import {
   sendError,
 } from "./http.ts";
 import { RawJson, stringify } from "./json.ts";
+import { snapshotZip, validWrapper } from "./export.ts";
 import { componentPaths, tableJsonSchemas } from "./jsonschema.ts";
 import { newScope, requestScope } from "./scope.ts";
 import { isValueFormat, writeFields, writeValue, type ExportFormat, type ValueFormat } from "./values.ts";
@@ -131,6 +134,39 @@ async function route(
     requireAdmin(caller());
     backend.failNextMutation();
     return send(res, 200, stringify({ status: "ok" }));
+  }
+  if (path === "/_test/export_zip") {
+    only("POST");
+    requireAdmin(caller());
+    const { format = "uniform", wrapper, includeStorage = false } = await readJsonObject(req);
+    if (format !== "uniform" && format !== "legacy") {
+      throw badRequest("BadJsonBody", '`format` must be "uniform" or "legacy"');
+    }
+    if (wrapper !== undefined && (typeof wrapper !== "string" || !validWrapper(wrapper))) {
+      throw badRequest("BadJsonBody", "`wrapper` must be a folder name (parts joined by /, no . or ..)");
+    }
+    if (typeof includeStorage !== "boolean") {
+      throw badRequest("BadJsonBody", "`includeStorage` must be a boolean");
+    }
+    const components = componentPaths(backend.log, backend.documentTypes.keys());
+    const zip = snapshotZip(backend.log, components, { format, wrapper, includeStorage });
+    res.writeHead(200, {
+      "content-type": "application/zip",
+      "content-length": zip.length,
+      "content-disposition": `attachment; filename="snapshot_${backend.log.readTs()}.zip"`,
+    });
+    res.end(zip);
+    return;
+  }
+  if (path === "/_test/streaming_export") {
+    only("POST");
+    requireAdmin(caller());
+    const { enabled } = await readJsonObject(req);
+    if (typeof enabled !== "boolean") {
+      throw badRequest("BadJsonBody", "`enabled` must be a boolean");
+    }
+    backend.streamingExportEnabled = enabled;
+    return send(res, 200, stringify({ enabled }));
   }
   if (path === "/_test/retention") {
     only("POST");
