@@ -6,7 +6,8 @@ port. The driver's exception is kept as ``__cause__``.
 
     MigrationKitError
     ├── ValidationFailed        bad input: wrong types, malformed ids, limits
-    │   └── InvalidCursor       a cursor that was tampered with or belongs elsewhere
+    │   ├── InvalidCursor       a cursor that was tampered with or belongs elsewhere
+    │   └── ExportUnreadable    an export ZIP that is damaged or holds a value the kit cannot read
     ├── NotFound                the entity does not exist (or is deleted)
     ├── Conflict                a write lost a race (expected version differs)
     │   └── StageMoved          the cutover fenced this store off for the scope
@@ -32,6 +33,7 @@ __all__ = [
     "BadReply",
     "ConfigurationError",
     "Conflict",
+    "ExportUnreadable",
     "FunctionFailed",
     "InvalidCursor",
     "MigrationKitError",
@@ -77,6 +79,14 @@ class ValidationFailed(MigrationKitError, ValueError):
 
 class InvalidCursor(ValidationFailed):
     """A pagination cursor that is malformed or was made for another query."""
+
+
+class ExportUnreadable(ValidationFailed):
+    """An export ZIP (``npx convex export``) that cannot be read: not a ZIP,
+    damaged (bad CRC, cut short), a line that is not JSON, or a value in an
+    encoding the kit does not know. The message names the ZIP member, the
+    table, the line and the field when they are known; nothing was written.
+    """
 
 
 class NotFound(MigrationKitError, LookupError):
