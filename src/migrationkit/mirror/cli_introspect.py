@@ -1,9 +1,163 @@
-"""``migrationkit introspect``."""
+"""``migrationkit introspect``: write the mirror models of a deployment's tables.
+
+The tables come from the deployment (``/api/json_schemas``, which needs
+the deploy key in ``$CONVEX_DEPLOY_KEY``) or, with ``--zip``, from an export
+ZIP read offline. The module goes to ``--out``, else to the config's
+``models`` path. ``--check`` writes nothing and exits 1 when the file would
+change: run it in CI to catch a schema that moved on without the mirror.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from migrationkit.errors import ConfigurationError, PermissionDenied, ValidationFailed
+from migrationkit.mirror.cli_support import CONVEX_URL, convex_client
+from migrationkit.mirror.config import MirrorConfig, load_config
+from migrationkit.mirror.convex_types import TableSchema
+from migrationkit.mirror.export_schema import schemas_from_export_zip
+from migrationkit.mirror.introspect import tables_from_json_schemas
+from migrationkit.mirror.model_codegen import (
+    ModelPlan,
+    column_type_text,
+    convex_type_text,
+    plan_models,
+    render_module,
+)
+
+__all__ = ["introspect", "register"]
+
+DEFAULT_CONFIG = Path("migrationkit.toml")
+_ZIP_ADVICE = (
+    " Read the schema from an export instead: `npx convex export --path export.zip`,"
+    " then `migrationkit introspect --zip export.zip`."
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the ``migrationkit`` app."""
+    app.command("introspect")(introspect)
+
+
+def introspect(
+    url: Annotated[
+        str | None, typer.Option("--url", help=f"The deployment's URL; defaults to ${CONVEX_URL}.")
+    ] = None,
+    zip_path: Annotated[
+        Path | None,
+        typer.Option("--zip", help="Read the tables from this export ZIP, offline."),
+    ] = None,
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help=f"The mirror config file (default: ./{DEFAULT_CONFIG}, if any)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the module (default: the config's models)."),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; exit 1 if the module would change."),
+    ] = False,
+) -> None:
+    """Write the mirror models (one pydantic model per Convex table).
+
+    The deploy key is read from $CONVEX_DEPLOY_KEY only, never from a flag.
+    """
+    if url is not None and zip_path is not None:
+        raise ConfigurationError("pass --url or --zip, not both")
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    config = load_config(config_path)
+    if zip_path is not None:
+        tables = schemas_from_export_zip(zip_path)
+        source = zip_path.name
+    else:
+        tables, source = _from_deployment(url)
+    plans = plan_models(tables, config)
+    text = render_module(plans, source=source)
+    target = out or config.models
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+    if check:
+        current = target.read_text(encoding="utf-8") if target.is_file() else None
+        if current != text:
+            state = "does not exist" if current is None else "is out of date"
+            typer.echo(
+                f"error: {target} {state}: run `migrationkit introspect` and commit it", err=True
+            )
+            raise typer.Exit(1)
+        console.print(f"{target} is up to date", highlight=False)
+        return
+    _print_summary(console, plans, tables, config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    console.print(f"wrote {target} ({len(plans)} models)", highlight=False)
+
+
+def _from_deployment(url: str | None) -> tuple[list[TableSchema], str]:
+    url = url or os.environ.get(CONVEX_URL)
+    if not url:
+        raise ConfigurationError(f"{CONVEX_URL} is not set (or pass --url)")
+    with convex_client(url) as client:
+        try:
+            payload = client.json_schemas(by_component=True)
+        except PermissionDenied as exc:
+            raise PermissionDenied(f"{exc}.{_ZIP_ADVICE}") from None
+        except ValidationFailed as exc:
+            # NoSchemaForExport, UnsupportedSchemaForExport...: the real backend
+            # refuses the whole request when one table has no object shape.
+            raise ValidationFailed(f"{exc}.{_ZIP_ADVICE}", exc.errors) from None
+    # The URL, never the key, names the source; no query string or password.
+    return tables_from_json_schemas(payload), url.split("?")[0].rstrip("/")
+
+
+def _print_summary(
+    console: Console, plans: list[ModelPlan], tables: list[TableSchema], config: MirrorConfig
+) -> None:
+    skipped = sorted(t.qualified_name for t in tables if not config.selects(t.qualified_name))
+    if console.is_terminal:
+        table = Table(title="Convex -> PostgreSQL", show_lines=True)
+        for header in ("Convex table", "PostgreSQL table", "fields", "notes"):
+            table.add_column(header)
+        for plan in plans:
+            fields = "\n".join(
+                f"{f.convex_name}: {convex_type_text(f.convex_type)} -> {f.attribute}"
+                f" {column_type_text(f)}"
+                for f in plan.fields
+            )
+            table.add_row(
+                plan.schema.qualified_name,
+                _pg_name(plan),
+                fields or "document jsonb",
+                "\n".join(plan.notes),
+            )
+        console.print(table)
+    else:
+        for plan in plans:
+            head = f"{plan.schema.qualified_name} -> {_pg_name(plan)}"
+            if plan.mirror.document_only:
+                console.print(f"{head}: document jsonb ({plan.schema.fallback})", highlight=False)
+                continue
+            console.print(f"{head}: {len(plan.fields)} columns", highlight=False)
+            for f in plan.fields:
+                console.print(
+                    f"  {f.convex_name}: {convex_type_text(f.convex_type)} -> {f.attribute}"
+                    f" {column_type_text(f)}",
+                    highlight=False,
+                )
+    if skipped:
+        console.print(f"not mirrored (config): {', '.join(skipped)}", highlight=False)
+
+
+def _pg_name(plan: ModelPlan) -> str:
+    workspace = f" (workspace_id from {plan.mirror.workspace_field})"
+    return plan.mirror.qualified_pg_name + (workspace if plan.mirror.workspace_field else "")

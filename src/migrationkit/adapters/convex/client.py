@@ -245,13 +245,18 @@ class ConvexClient:
             raise shape_error(response, "version", "no version string")
         return text
 
-    def json_schemas(self) -> dict[str, Any]:
+    def json_schemas(self, *, by_component: bool = False) -> dict[str, Any]:
         """A JSON Schema per table (``GET /api/json_schemas?deltaSchema=true&format=json``).
 
         The schemas describe the ``format=json`` shape of documents; they are
-        returned as parsed, not decoded as Convex values.
+        returned as parsed, not decoded as Convex values. ``by_component``
+        nests them by component path (``{"": {...}, "ratelimiter": {...}}``);
+        the flat default lets a component's table hide an app table of the
+        same name.
         """
         params = {"deltaSchema": "true", "format": "json"}
+        if by_component:
+            params["byComponent"] = "true"
         call = "json_schemas"
         response = self._send("GET", "/api/json_schemas", call, params=params, retry_unknown=True)
         self._raise_unless_ok(response, call)
