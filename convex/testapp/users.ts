@@ -1,5 +1,6 @@
 // Users: hand-written public functions.
-import { v } from "convex/values";
+import { ConvexError, v } from "convex/values";
+import { components } from "./_generated/api";
 import { mutation, query } from "./_generated/server";
 import { profile, role, userFields } from "./schema";
 
@@ -7,6 +8,26 @@ export const create = mutation({
   args: userFields,
   returns: v.id("users"),
   handler: async (ctx, args) => await ctx.db.insert("users", args),
+});
+
+/**
+ * Creates a user unless the team has created `max` in the current window:
+ * one transaction writing to the app and to the ratelimiter component.
+ */
+export const createLimited = mutation({
+  args: { user: v.object(userFields), max: v.optional(v.int64()) },
+  returns: v.id("users"),
+  handler: async (ctx, { user, max }) => {
+    const limit = await ctx.runMutation(components.ratelimiter.limits.hit, {
+      key: `users:create:${user.teamId}`,
+      max: max ?? 100n,
+      windowMs: 60_000,
+    });
+    if (!limit.ok) {
+      throw new ConvexError({ code: "RateLimited", resetAt: limit.resetAt });
+    }
+    return await ctx.db.insert("users", user);
+  },
 });
 
 /** Patches the given fields; `age` or `avatar` set to null are removed. */

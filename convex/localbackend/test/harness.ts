@@ -12,6 +12,8 @@ import { parseJson } from "../json.ts";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const SERVER = path.join(HERE, "..", "server.ts");
 export const FIXTURES = path.join(HERE, "fixtures", "functions");
+/** The test app: hand-written functions, a component, an undeclared table. */
+export const TESTAPP = path.join(HERE, "..", "..", "testapp");
 export const ADMIN_KEY = "local-test|0123456789abcdef";
 export const ADMIN = `Convex ${ADMIN_KEY}`;
 
@@ -41,10 +43,14 @@ export interface Backend {
   stop(): Promise<void>;
 }
 
-export async function startBackend(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Backend> {
+export async function startBackend(
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+  functionsDir: string = FIXTURES,
+): Promise<Backend> {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", SERVER, "--port", "0", "--functions", FIXTURES, ...extraArgs],
+    ["--import", "tsx", SERVER, "--port", "0", "--functions", functionsDir, ...extraArgs],
     { env: { ...process.env, CONVEX_ADMIN_KEY: ADMIN_KEY, ...env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";
