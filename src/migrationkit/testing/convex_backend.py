@@ -54,10 +54,17 @@ def ensure_node_modules(root: Path) -> None:
 class LocalConvexBackend:
     """One backend process on a free port, with its own admin key."""
 
-    def __init__(self, root: Path | None = None, *, retention_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        retention_ms: int | None = None,
+        functions_dir: Path | None = None,
+    ) -> None:
         self.root = root or convex_dir()
         self.admin_key = "local|" + secrets.token_hex(16)
         self.retention_ms = retention_ms
+        self.functions_dir = functions_dir
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
@@ -70,6 +77,8 @@ class LocalConvexBackend:
         command = [node, "--import", "tsx", "localbackend/server.ts", "--port", "0"]
         if self.retention_ms is not None:
             command += ["--retention-ms", str(self.retention_ms)]
+        if self.functions_dir is not None:
+            command += ["--functions", str(Path(self.functions_dir).resolve())]
         # stderr goes to a file, not a pipe nobody reads: a full pipe would
         # block the server, and the file tells what went wrong at start-up.
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115  closed in stop()
