@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from logging.config import fileConfig
 
@@ -14,17 +13,27 @@ from migrationkit.adapters.postgres.database_url import (
     normalize_database_url,
 )
 from migrationkit.adapters.postgres.engine import make_engine
+from migrationkit.mirror.loading import import_models
 from migrationkit.schema.metadata import current_metadata
+from migrationkit.schema.mirror_migrations import add_mirror_ddl, include_name_for, mirror_schemas
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 # Your own models register themselves when imported: name their modules in
-# MIGRATIONKIT_MODELS (comma-separated) so autogenerate sees their tables.
-for module in filter(None, os.environ.get("MIGRATIONKIT_MODELS", "").split(",")):
-    importlib.import_module(module.strip())
+# MIGRATIONKIT_MODELS (comma-separated module names, or paths to .py files such
+# as the one `migrationkit introspect` writes) so autogenerate sees their tables.
+for module in filter(
+    None, (m.strip() for m in os.environ.get("MIGRATIONKIT_MODELS", "").split(","))
+):
+    import_models(module)
 target_metadata = current_metadata()
+# Mirror tables may sit in their own schema: compare it too, and no other.
+_schemas = mirror_schemas(target_metadata)
+_options: dict[str, object] = {"process_revision_directives": add_mirror_ddl}
+if _schemas:
+    _options |= {"include_schemas": True, "include_name": include_name_for(_schemas)}
 
 
 def _url() -> object:
@@ -33,7 +42,7 @@ def _url() -> object:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, **_options)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -41,13 +50,13 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(connection=connection, target_metadata=target_metadata, **_options)
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = make_engine(_url(), poolclass=pool.NullPool)  # type: ignore[arg-type]
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata)
+        context.configure(connection=conn, target_metadata=target_metadata, **_options)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -18,6 +18,15 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def schema_sql(schema: str) -> list[str]:
+    """A schema for tenant tables, usable by the kit's roles (RLS still filters rows)."""
+    s = _quote(schema)
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {s}",
+        f"GRANT USAGE ON SCHEMA {s} TO {APP_ROLE}, {READONLY_ROLE}",
+    ]
+
+
 def create_roles_sql() -> list[str]:
     """Group roles (NOLOGIN) that login roles are granted; roles are global to a cluster."""
     return [
@@ -34,8 +43,13 @@ def create_roles_sql() -> list[str]:
     ]
 
 
-def enable_sql(table: str) -> list[str]:
-    t = _quote(table)
+def _qualified(table: str, schema: str | None) -> str:
+    return f"{_quote(schema)}.{_quote(table)}" if schema else _quote(table)
+
+
+def enable_sql(table: str, schema: str | None = None) -> list[str]:
+    """RLS on ``table`` (in ``schema``, else the search path's), with its grants."""
+    t = _qualified(table, schema)
     return [
         f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {t} FORCE ROW LEVEL SECURITY",
@@ -48,8 +62,8 @@ def enable_sql(table: str) -> list[str]:
     ]
 
 
-def disable_sql(table: str) -> list[str]:
-    t = _quote(table)
+def disable_sql(table: str, schema: str | None = None) -> list[str]:
+    t = _qualified(table, schema)
     return [
         f"REVOKE ALL ON {t} FROM {READONLY_ROLE}",
         f"REVOKE ALL ON {t} FROM {APP_ROLE}",
