@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from migrationkit.errors import ExportUnreadable
 from migrationkit.mirror.export_schema import parse_shape, schema_from_generated_lines
@@ -272,7 +272,8 @@ class ExportZip:
         """(line number, text) of a member, read in chunks; blank lines are skipped."""
         number = 0
         try:
-            with self._zip.open(member) as stream:
+            # read1: what one decompression step gives, without a copy into a full chunk.
+            with cast(zipfile.ZipExtFile, self._zip.open(member)) as stream:
                 pending = b""
                 while True:
                     chunk = stream.read1(_CHUNK)
