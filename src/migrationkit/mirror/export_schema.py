@@ -101,12 +101,11 @@ def schema_from_generated_lines(
     if not isinstance(text, str):
         raise ValidationFailed(f"table {qualified}: {where} line 1 is not a JSON string")
     try:
-        shape = parse_shape(text, table_names or {})
+        return _table_from_shape(table, component, parse_shape(text, table_names or {}))
     except _BadShape as exc:
         raise ValidationFailed(
             f"table {qualified}: {where}: cannot read the shape: {exc}"
         ) from None
-    return _table_from_shape(table, component, shape)
 
 
 def parse_shape(text: str, table_names: Mapping[int, str] | None = None) -> ConvexType | None:

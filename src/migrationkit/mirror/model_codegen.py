@@ -7,10 +7,11 @@ value, and the header names the source but no time, so ``introspect
 --check`` can tell drift from noise.
 
 The text is written already formatted as ``ruff format`` (and black) would
-leave it. Every construct that does not fit in 88 columns is split with a
-trailing comma in each bracket, which the formatters keep split at any
-line length, so the file stays unchanged under a project's own line length
-too (88 or more).
+leave it at their default 88 columns. Every construct that does not fit is
+split with a trailing comma in each bracket, which the formatters keep
+split at any line length, so the file stays unchanged under a project's
+own longer line length too; the one exception is a one-value ``Literal``
+on a very long line, which a longer line length joins again.
 
 Naming (see docs/mirror-tables.md): a field's attribute is its column, the
 snake_case of its Convex name unless the config renames it; a name that is
@@ -625,8 +626,8 @@ def _field_lines(plan: FieldPlan) -> list[str]:
     exploded_call = [*[f"{_INDENT * 2}{k}," for k in keywords], f"{_INDENT})"]
     if keywords and len(f"{head}{annotation.inline()} = Field(") <= LINE:
         return [f"{head}{annotation.inline()} = Field(", *exploded_call]
-    if not annotation.args:
-        return [line]  # nothing a formatter could split either
+    if len(annotation.args) <= 1:
+        return _one_argument_lines(head, annotation, assign, keywords)
     items = [f"{_INDENT * (3 if annotation.nullable else 2)}{a}," for a in annotation.args]
     if annotation.nullable:
         lines = [f"{head}(", f"{_INDENT * 2}{annotation.head}[", *items, f"{_INDENT * 2}]"]
@@ -638,6 +639,49 @@ def _field_lines(plan: FieldPlan) -> list[str]:
     if keywords and len(close + assign) > LINE:
         return [*lines, f"{close} = Field(", *exploded_call]
     return [*lines, close + assign]
+
+
+def _one_argument_lines(
+    head: str, annotation: _Annotation, assign: str, keywords: list[str]
+) -> list[str]:
+    # A one-value Literal (a trailing comma in ``Literal["x",]`` does not keep
+    # it split) or a plain type behind a very long renamed column: these are
+    # the formatter's own choices at LINE columns, which a longer line length
+    # would join again.
+    inner = _INDENT * 2
+    if keywords and len(f"{head}{annotation.inline()} = (") <= LINE:
+        call = f"{inner}Field({', '.join(keywords)})"
+        if len(call) > LINE:
+            exploded = [f"{inner}{_INDENT}{k}," for k in keywords]
+            return [
+                f"{head}{annotation.inline()} = (",
+                f"{inner}Field(",
+                *exploded,
+                f"{inner})",
+                f"{_INDENT})",
+            ]
+        return [f"{head}{annotation.inline()} = (", call, f"{_INDENT})"]
+    if not annotation.args:
+        return [head + annotation.inline() + assign]  # nothing left to split
+    if not annotation.nullable:
+        lines = [f"{head}{annotation.head}[", f"{inner}{annotation.args[0]}"]
+        close = f"{_INDENT}]"
+    elif len(inner + annotation.inline()) <= LINE:
+        lines = [f"{head}(", inner + annotation.inline()]
+        close = f"{_INDENT})"
+    elif len(f"{inner}{annotation.head}[{annotation.args[0]}]") <= LINE:
+        lines = [f"{head}(", f"{inner}{annotation.head}[{annotation.args[0]}]", f"{inner}| None"]
+        close = f"{_INDENT})"
+    else:
+        lines = [f"{head}(", f"{inner}{annotation.head}[", f"{inner}{_INDENT}{annotation.args[0]}"]
+        lines += [f"{inner}]", f"{inner}| None"]
+        close = f"{_INDENT})"
+    if not keywords or len(close + assign) <= LINE:
+        return [*lines, close + assign]
+    joined = inner + ", ".join(keywords)
+    if len(joined) <= LINE:
+        return [*lines, f"{close} = Field(", joined, f"{_INDENT})"]
+    return [*lines, f"{close} = Field(", *[f"{inner}{k}," for k in keywords], f"{_INDENT})"]
 
 
 def generate_module(tables: Iterable[TableSchema], config: MirrorConfig, *, source: str) -> str:
