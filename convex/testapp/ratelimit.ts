@@ -4,13 +4,16 @@ import { v } from "convex/values";
 import { components } from "./_generated/api";
 import { mutation, query } from "./_generated/server";
 
+// Numbers may come as floats or Int64 (a Python client sends an int as Int64).
+const number = v.union(v.number(), v.int64());
+
 export const hit = mutation({
-  args: { key: v.string(), max: v.optional(v.int64()), windowMs: v.optional(v.float64()) },
+  args: { key: v.string(), max: v.optional(number), windowMs: v.optional(number) },
   handler: async (ctx, { key, max, windowMs }) =>
     await ctx.runMutation(components.ratelimiter.limits.hit, {
       key,
-      max: max ?? 10n,
-      windowMs: windowMs ?? 60_000,
+      max: max === undefined ? 10n : BigInt(max),
+      windowMs: windowMs === undefined ? 60_000 : Number(windowMs),
     }),
 });
 

@@ -11,17 +11,24 @@ const ROLES = ["admin", "member", "guest"] as const;
 const STATUSES = ["draft", "published", "archived"] as const;
 const THEMES = ["light", "dark"] as const;
 
+// Counts may be sent as floats or as Int64 (a Python client sends an int as Int64).
+const count = v.union(v.number(), v.int64());
+
 export const bulk = mutation({
   args: {
-    count: v.number(),
+    count,
     // Numbers documents from here on, so successive calls do not repeat values.
-    offset: v.optional(v.number()),
+    offset: v.optional(count),
     // Every user goes to this team; otherwise users spread over `teams` teams.
     teamId: v.optional(v.string()),
-    teams: v.optional(v.number()),
+    teams: v.optional(count),
   },
   returns: v.object({ users: v.number(), posts: v.number() }),
-  handler: async (ctx, { count, offset = 0, teamId, teams = 10 }) => {
+  handler: async (ctx, args) => {
+    const count = Number(args.count);
+    const offset = Number(args.offset ?? 0);
+    const teams = Number(args.teams ?? 10);
+    const teamId = args.teamId;
     if (!Number.isInteger(count) || count < 1 || count > MAX_BULK) {
       throw new ConvexError(`count must be an integer from 1 to ${MAX_BULK}, got ${count}`);
     }

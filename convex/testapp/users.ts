@@ -15,12 +15,12 @@ export const create = mutation({
  * one transaction writing to the app and to the ratelimiter component.
  */
 export const createLimited = mutation({
-  args: { user: v.object(userFields), max: v.optional(v.int64()) },
+  args: { user: v.object(userFields), max: v.optional(v.union(v.number(), v.int64())) },
   returns: v.id("users"),
   handler: async (ctx, { user, max }) => {
     const limit = await ctx.runMutation(components.ratelimiter.limits.hit, {
       key: `users:create:${user.teamId}`,
-      max: max ?? 100n,
+      max: max === undefined ? 100n : BigInt(max),
       windowMs: 60_000,
     });
     if (!limit.ok) {
