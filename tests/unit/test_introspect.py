@@ -318,9 +318,23 @@ def test_legacy_shape_lines_read_every_kind() -> None:
     }
 
 
-def test_legacy_top_level_unions_and_unknown_shapes_fall_back() -> None:
-    union = '{"_id": string, "kind": "click", "x": float64} | {"_id": string, "page": string}'
+def test_legacy_unions_of_objects_merge_as_json_schemas_does() -> None:
+    union = (
+        '{"_id": id<1>, "kind": "click", "x": normalfloat64, "n": int64}'
+        ' | {"_id": id<1>, "kind": "view", "page": field_name, "n"?: string}'
+    )
     read = schema_from_generated_lines("events", "", [json.dumps(union)])
+    assert read is not None and read.fallback is None
+    assert field_types(read) == {
+        "kind": (STRING, False),
+        "n": (T("union", members=(INT, STRING)), True),
+        "page": (STRING, True),
+        "x": (FLOAT, True),
+    }
+
+
+def test_legacy_shapes_without_one_object_fall_back() -> None:
+    read = schema_from_generated_lines("t", "", [json.dumps('{"a": string} | string')])
     assert read is not None and read.fallback == UNSUPPORTED_SCHEMA
     for shape in ("unknown", "never", '{"_creationTime": normalfloat64, "_id": id<1>}'):
         read = schema_from_generated_lines("t", "c", [json.dumps(shape)])

@@ -6,6 +6,9 @@ Each table in a ZIP has a ``generated_schema.jsonl`` beside its
 * legacy: line 1 is a JSON string holding the table's inferred shape in
   Convex's own notation (``{"name": string, "age"?: int64 | null}``); later
   lines are per-document value overrides, which say nothing about types.
+  Documents with different sets of fields give a union of object shapes;
+  it is merged into one object, as ``/api/json_schemas`` does, and a
+  string literal seen in every document reads as a plain string.
 * "uniform" (exports since March 2026): the file holds just ``"uniform"``.
   There is no shape; documents are lossless (an Int64 is a bare JSON
   integer, every Float64 has a decimal point, bytes and special floats are
@@ -23,7 +26,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,18 +235,39 @@ def _table_from_shape(table: str, component: str, shape: ConvexType | None) -> T
     if shape is None or shape.kind == "any":
         return TableSchema(table, component, fallback=NO_SCHEMA, notes=("the export has no shape",))
     if shape.kind == "union":
-        return TableSchema(
-            table,
-            component,
-            fallback=UNSUPPORTED_SCHEMA,
-            notes=("documents of several object shapes",),
-        )
+        if not all(m.kind == "object" for m in shape.members):
+            return TableSchema(
+                table,
+                component,
+                fallback=UNSUPPORTED_SCHEMA,
+                notes=("some documents are not objects",),
+            )
+        shape = _merge_objects(shape.members)
     if shape.kind != "object":
         raise _BadShape(f"a table's shape must be an object, not {shape.kind}")
     fields = tuple(f for f in shape.fields if not is_system_field(f.name))
     if not fields:
         return TableSchema(table, component, fallback=NO_SCHEMA, notes=("no field is known",))
     return TableSchema(table, component, fields=fields)
+
+
+def _merge_objects(objects: Sequence[ConvexType]) -> ConvexType:
+    """One object for a union of object shapes, as ``/api/json_schemas`` reduces
+    it: a field missing from some variant is optional, its types united.
+
+    Shape inference keeps documents with different sets of fields apart
+    (``{"a": string} | {"a": string, "b"?: int64}``), so most tables with an
+    optional field have such a union; a table of several kinds of documents
+    (a ``v.union`` of objects) comes out the same way.
+    """
+    names = sorted({f.name for o in objects for f in o.fields})
+    merged = []
+    for name in names:
+        found = [f for o in objects for f in o.fields if f.name == name]
+        optional = len(found) < len(objects) or any(f.optional for f in found)
+        united = _merge_union([f.type for f in found]) or ConvexType("any")
+        merged.append(FieldType(name, united, optional=optional))
+    return ConvexType("object", fields=tuple(merged))
 
 
 # --- inference from "uniform" documents -----------------------------------------
