@@ -48,7 +48,11 @@ def register(app: typer.Typer) -> None:
 
 def introspect(
     url: Annotated[
-        str | None, typer.Option("--url", help=f"The deployment's URL; defaults to ${CONVEX_URL}.")
+        str | None,
+        # --convex-url too, the name `migrationkit backfill` gives it.
+        typer.Option(
+            "--url", "--convex-url", help=f"The deployment's URL; defaults to ${CONVEX_URL}."
+        ),
     ] = None,
     zip_path: Annotated[
         Path | None,
