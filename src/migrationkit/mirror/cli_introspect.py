@@ -129,21 +129,24 @@ def _print_summary(
 ) -> None:
     skipped = sorted(t.qualified_name for t in tables if not config.selects(t.qualified_name))
     if console.is_terminal:
-        table = Table(title="Convex -> PostgreSQL", show_lines=True)
-        for header in ("Convex table", "PostgreSQL table", "fields", "notes"):
+        table = Table(title="Convex -> PostgreSQL")
+        for header in ("Convex table -> PostgreSQL table", "field", "Convex type", "column"):
             table.add_column(header)
         for plan in plans:
-            fields = "\n".join(
-                f"{f.convex_name}: {convex_type_text(f.convex_type)} -> {f.attribute}"
-                f" {column_type_text(f)}"
+            rows = [
+                (
+                    f.convex_name,
+                    convex_type_text(f.convex_type),
+                    f"{f.attribute} {column_type_text(f)}",
+                )
                 for f in plan.fields
-            )
-            table.add_row(
-                plan.schema.qualified_name,
-                _pg_name(plan),
-                fields or "document jsonb",
-                "\n".join(plan.notes),
-            )
+            ] or [("", "", "document jsonb")]
+            heads = [f"{plan.schema.qualified_name} -> {_pg_name(plan)}", *plan.notes]
+            for number, row in enumerate(rows):
+                table.add_row(heads[number] if number < len(heads) else "", *row)
+            for extra in heads[len(rows) :]:
+                table.add_row(extra, "", "", "")
+            table.add_section()
         console.print(table)
     else:
         for plan in plans:

@@ -22,6 +22,7 @@ the Convex name the field carries ``Field(alias=<Convex name>)``.
 
 from __future__ import annotations
 
+import json
 import keyword
 import re
 import textwrap
@@ -455,7 +456,7 @@ def convex_type_text(t: ConvexType) -> str:
     if t.kind == "id":
         return f'v.id("{t.table}")'
     if t.kind == "literal":
-        return f"v.literal({t.value!r})"
+        return f"v.literal({json.dumps(t.value)})"
     if t.kind == "array":
         return f"v.array({convex_type_text(t.items or ConvexType('any'))})"
     if t.kind == "record":
