@@ -8,7 +8,6 @@ Convex can be compared document by document.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,8 +24,9 @@ __all__ = ["document_from_row", "live_documents"]
 
 
 def _json(value: Any) -> Any:
-    # psycopg hands jsonb back parsed; Convex's encoded JSON is then decoded.
-    return decode_value(json.loads(value) if isinstance(value, str) else value)
+    # psycopg hands jsonb back parsed (a JSON string is a str); Convex's
+    # encoded JSON inside is then decoded.
+    return decode_value(value)
 
 
 def document_from_row(model: type[MirrorDocument], row: Mapping[Any, Any]) -> dict[str, Any]:
