@@ -32,6 +32,9 @@ CONFIG = """\
 schema = "app_convex"
 models = "convex_models.py"
 workspace_field = "teamId"
+
+[mirror.table.scratch]
+document = true
 """
 
 Documents = dict[str, dict[str, Any]]

@@ -94,3 +94,22 @@ def test_a_backfill_copies_the_targets_of_foreign_keys_first() -> None:
         "comments",
         "users",
     ]
+
+
+def test_document_true_keeps_a_typed_table_whole_with_its_workspace() -> None:
+    from migrationkit.mirror.config import MirrorConfig, TableConfig
+    from migrationkit.mirror.convex_types import ConvexType, FieldType, TableSchema
+    from migrationkit.mirror.model_codegen import plan_models
+
+    scratch = TableSchema(
+        "scratch",
+        fields=(FieldType("teamId", ConvexType("string")), FieldType("n", ConvexType("int64"))),
+    )
+    config = MirrorConfig(workspace_field="teamId", table={"scratch": TableConfig(document=True)})
+    (plan,) = plan_models([scratch], config)
+    assert plan.mirror.document_only
+    assert plan.mirror.workspace_field == "teamId"
+    assert plan.fields == ()
+    (typed,) = plan_models([scratch], MirrorConfig())
+    assert not typed.mirror.document_only
+    assert {f.attribute for f in typed.fields} == {"team_id", "n"}

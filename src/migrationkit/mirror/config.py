@@ -16,6 +16,9 @@
     rename = { email = "email_address" }   # Convex field -> column
     foreign_keys = ["managerId"]     # v.id fields made foreign keys
 
+    [mirror.table.scratch]
+    document = true                  # no schema: keep each document whole (jsonb)
+
 Unknown keys are errors: a typo must not silently mirror the wrong thing.
 """
 
@@ -48,6 +51,9 @@ class TableConfig(BaseModel):
     exclude_fields: list[str] = []
     rename: dict[str, Identifier] = {}
     foreign_keys: list[str] = []
+    #: Keep each document whole in one jsonb ``document`` column: for a
+    #: table with no schema, whose inferred shape may change with any write.
+    document: bool = False
 
 
 class MirrorConfig(BaseModel):

@@ -197,11 +197,19 @@ def _plan(
     name = table.qualified_name
     own = config.for_table(name)
     by_field = {f.name: f for f in table.fields}
-    _check_field_config(name, own, by_field, table.fallback is not None)
+    # `document = true`: the table's shape is known but not fixed (a table
+    # without a schema, whose shape json_schemas infers from what is stored).
+    forced = own.document and table.fallback is None
+    document_only = forced or table.fallback is not None
+    _check_field_config(name, own, by_field, document_only)
     notes = list(table.notes)
     workspace = _workspace_field(name, own, config, by_field, table.fallback is not None, notes)
     excluded = tuple(sorted(own.exclude_fields))
-    kept = [f for f in sorted(table.fields, key=lambda f: f.name) if f.name not in excluded]
+    kept = [
+        f
+        for f in sorted(table.fields, key=lambda f: f.name)
+        if f.name not in excluded and not forced
+    ]
     taken = {WORKSPACE} if workspace is not None else set()
     attributes = _attributes(name, [f.name for f in kept], own.rename, taken)
     fields = tuple(
@@ -213,9 +221,15 @@ def _plan(
         component=table.component,
         pg_schema=config.schema_name,
         workspace_field=workspace,
-        document_only=table.fallback is not None,
+        document_only=document_only,
         excluded=excluded,
     )
+    if forced:
+        notes.insert(
+            0,
+            "The mirror config asks for whole documents (document = true): each document"
+            " is kept whole in ``document`` (jsonb).",
+        )
     if table.fallback is not None:
         reason = f" ({notes.pop(0)})" if notes else ""
         notes.insert(
