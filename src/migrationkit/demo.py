@@ -6,7 +6,9 @@ worker (``python -m migrationkit.worker``) while more writes arrive, and
 shows PostgreSQL in step: counts and checksums per workspace, the worker's
 lag and backlog from its ``/metrics``, a few rows. Then it walks every
 cutover stage forward and back through ``CutoverRouter``, with the reverse
-worker running, writing in each stage. Then it stops everything it
+worker running, writing in each stage. Then it does the same for an
+existing app the kit did not write (``demo_existing``): introspect,
+migrate, backfill under writes, tail. Then it stops everything it
 started. Exit code 0 only if both stores agree at the end.
 """
 
@@ -43,6 +45,7 @@ from migrationkit.cutover.gates import Thresholds
 from migrationkit.cutover.router import LeadCutoverRouter
 from migrationkit.cutover.stages import Stage
 from migrationkit.cutover.store import CachedStages, PostgresStageStore
+from migrationkit.demo_existing import existing_app
 from migrationkit.testing.convex_backend import LocalConvexBackend
 from migrationkit.testing.databases import embedded_server, throwaway_database
 
@@ -225,7 +228,8 @@ def main() -> int:
         code = worker.wait(timeout=30)
         console.print(f"worker stopped on SIGTERM with exit code {code}")
         final = _fingerprint(_convex_rows(client)) == _fingerprint(_postgres_rows(database_url))
-        ok = in_step and walked and final and code == 0
+        mirrored = existing_app(console, database_url)
+        ok = in_step and walked and final and code == 0 and mirrored
         console.rule("[green]PostgreSQL is in step with Convex" if ok else "[red]NOT in step")
     return 0 if ok else 1
 

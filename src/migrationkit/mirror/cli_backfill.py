@@ -53,7 +53,9 @@ def backfill(
         with convex_client(convex_url) as client, row_progress() as progress:
 
             def show(table: TableProgress) -> None:
-                progress.update(table.table, table.rows, done=table.done)
+                progress.update(
+                    table.table, table.rows, done=table.done, rate=table.rows_per_second
+                )
 
             job = Backfill(client, engine, models, name=name, on_page=show)
             if restart:

@@ -152,7 +152,8 @@ def _print_summary(
         for plan in plans:
             head = f"{plan.schema.qualified_name} -> {_pg_name(plan)}"
             if plan.mirror.document_only:
-                console.print(f"{head}: document jsonb ({plan.schema.fallback})", highlight=False)
+                why = plan.schema.fallback or "document = true in the config"
+                console.print(f"{head}: document jsonb ({why})", highlight=False)
                 continue
             console.print(f"{head}: {len(plan.fields)} columns", highlight=False)
             for f in plan.fields:

@@ -66,7 +66,16 @@ class RowProgress:
         self._started: dict[str, tuple[float, int]] = {}
         self._last_line: dict[str, float] = {}
 
-    def update(self, table: str, rows: int, *, done: bool, total: int | None = None) -> None:
+    def update(
+        self,
+        table: str,
+        rows: int,
+        *,
+        done: bool,
+        total: int | None = None,
+        rate: float | None = None,
+    ) -> None:
+        """``rate``: rows/s if the caller measured it from the table's start."""
         now = time.monotonic()
         start = self._started.setdefault(table, (now, rows))
         if self._progress is not None:
@@ -78,8 +87,9 @@ class RowProgress:
         if not done and now - self._last_line.get(table, 0.0) < 2.0:
             return
         self._last_line[table] = now
-        elapsed = now - start[0]
-        rate = (rows - start[1]) / elapsed if elapsed > 0 else 0.0
+        if rate is None:
+            elapsed = now - start[0]
+            rate = (rows - start[1]) / elapsed if elapsed > 0 else 0.0
         state = "done" if done else "copying"
         self._console.print(f"{table}: {state}, {rows} rows, {rate:,.0f} rows/s", highlight=False)
 

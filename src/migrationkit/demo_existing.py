@@ -1,0 +1,215 @@
+"""The demo's second part: an existing Convex app, mirrored as it is.
+
+The test app (``convex/testapp``) has its own schema and mutations, none of
+them made by the kit. The demo introspects it, writes the migration with
+alembic autogenerate, backfills from one snapshot while the app keeps
+writing, then runs the worker on the change feed and checks PostgreSQL
+against Convex document by document.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import URL
+
+from migrationkit.adapters.convex.client import ConvexClient
+from migrationkit.adapters.postgres.engine import make_engine
+from migrationkit.adapters.postgres.migrations import alembic_config, scripts_dir
+from migrationkit.mirror.config import load_config
+from migrationkit.mirror.documents import live_documents
+from migrationkit.mirror.feed import revision_from_export
+from migrationkit.mirror.loading import selected_models
+from migrationkit.mirror.model import MirrorDocument
+from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
+
+CONFIG = """\
+[mirror]
+schema = "app_convex"
+models = "convex_models.py"
+workspace_field = "teamId"
+
+[mirror.table.scratch]
+document = true
+"""
+
+Documents = dict[str, dict[str, dict[str, Any]]]
+
+
+def _seed(client: ConvexClient) -> None:
+    for offset in range(0, 3000, 1000):
+        client.mutation("seed:bulk", {"count": 1000, "offset": offset, "teams": 3})
+    client.mutation("events:record", {"event": {"kind": "click", "x": 10.5, "y": 3.0}})
+    client.mutation("events:record", {"event": {"kind": "view", "page": "/pricing"}})
+    client.mutation("scratch:put", {"doc": {"note": "no schema", "n": 2**40}})
+    for key in ("login", "signup"):
+        client.mutation("ratelimit:hit", {"key": key})
+
+
+def _churn(client: ConvexClient, stop: threading.Event, counter: list[int]) -> None:
+    """New users, renames and new posts while the backfill and the worker run."""
+    rng = random.Random(3)
+    users = [v["_id"] for v in client.list_snapshot(table_name="users").values[:50]]
+    while not stop.is_set():
+        n = counter[0]
+        choice = rng.randrange(3)
+        if choice == 0:
+            client.mutation("users:update", {"id": rng.choice(users), "name": f"renamed {n}"})
+        elif choice == 1:
+            client.mutation("seed:bulk", {"count": 2, "offset": 10_000 + 2 * n, "teams": 3})
+        else:
+            client.mutation("ratelimit:hit", {"key": rng.choice(["login", "signup", "reset"])})
+        counter[0] += 1
+
+
+def _plain(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if v is not None}
+
+
+def _convex_documents(client: ConvexClient, tables: set[str]) -> Documents:
+    out: Documents = {t: {} for t in tables}
+    components = {t.split("/")[0] for t in tables if "/" in t}
+    for component in ("", *sorted(components)):
+        snapshot: int | None = None
+        cursor: str | None = None
+        extra = {"component": component} if component else None
+        while True:
+            page = client.list_snapshot(snapshot=snapshot, cursor=cursor, extra_params=extra)
+            snapshot, cursor = page.snapshot, page.cursor
+            for value in page.values:
+                revision = revision_from_export(value)
+                if revision.table in out:
+                    out[revision.table][revision.id] = _plain(dict(revision.document))
+            if not page.has_more:
+                break
+    return out
+
+
+def _postgres_documents(url: URL, models: list[type[MirrorDocument]]) -> Documents:
+    engine = make_engine(url)
+    try:
+        return {
+            m.mirror.qualified_convex_name: {d["_id"]: _plain(d) for d in live_documents(engine, m)}
+            for m in models
+        }
+    finally:
+        engine.dispose()
+
+
+def _migrate(url: URL, models_file: Path, work: Path) -> Path:
+    """What a user runs: alembic autogenerate for the models, then upgrade."""
+    scripts = work / "migrations"
+    shutil.copytree(scripts_dir(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    config = alembic_config(url)
+    config.set_main_option("script_location", str(scripts))
+    os.environ["MIGRATIONKIT_MODELS"] = str(models_file)
+    try:
+        revision = command.revision(config, message="convex mirror tables", autogenerate=True)
+        command.upgrade(config, "head")
+    finally:
+        os.environ.pop("MIGRATIONKIT_MODELS", None)
+    assert revision is not None and not isinstance(revision, list)
+    return Path(revision.path)
+
+
+def _wait_until(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return check()
+
+
+def existing_app(console: Console, database_url: URL) -> bool:
+    """Introspect, migrate, backfill and tail the test app; True when the stores agree."""
+    console.rule("[bold]an existing Convex app: introspect, backfill, tail")
+    db = database_url.render_as_string(hide_password=False)
+    with (
+        LocalConvexBackend(functions_dir=convex_dir() / "testapp") as backend,
+        ConvexClient(backend.url, admin_key=backend.admin_key) as client,
+        tempfile.TemporaryDirectory(prefix="mk_demo_app_") as tmp,
+    ):
+        work = Path(tmp)
+        _seed(client)
+        console.print(
+            f"the test app at {backend.url} holds users, posts, events, scratch and a"
+            " ratelimiter component's limits, written by its own mutations"
+        )
+        env = os.environ | {
+            "CONVEX_URL": backend.url,
+            "CONVEX_DEPLOY_KEY": backend.admin_key,
+            "MIGRATIONKIT_DATABASE_URL": db,
+        }
+        (work / "migrationkit.toml").write_text(CONFIG)
+        console.print("$ migrationkit introspect")
+        subprocess.run(
+            [sys.executable, "-m", "migrationkit.cli", "introspect"], cwd=work, env=env, check=True
+        )
+        revision = _migrate(database_url, work / "convex_models.py", work)
+        console.print(f"alembic autogenerate wrote {revision.name}; upgraded to head")
+
+        stop = threading.Event()
+        counter = [0]
+        writer = threading.Thread(target=_churn, args=(client, stop, counter), daemon=True)
+        writer.start()
+        console.print("$ migrationkit backfill   (the app keeps writing meanwhile)")
+        subprocess.run(
+            [sys.executable, "-m", "migrationkit.cli", "backfill"], cwd=work, env=env, check=True
+        )
+        worker_env = env | {
+            "MIGRATIONKIT_SOURCE": "convex_mirror",
+            "MIGRATIONKIT_MIRROR_CONFIG": str(work / "migrationkit.toml"),
+            "MIGRATIONKIT_METRICS_PORT": "-1",
+        }
+        console.print("starting the worker on the change feed: MIGRATIONKIT_SOURCE=convex_mirror")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "migrationkit.worker"], env=worker_env, stderr=subprocess.DEVNULL
+        )
+        try:
+            time.sleep(1.0)
+            stop.set()
+            writer.join(timeout=30)
+            models = selected_models(load_config(work / "migrationkit.toml"))
+            tables = {m.mirror.qualified_convex_name for m in models}
+
+            def equal() -> bool:
+                return _postgres_documents(database_url, models) == _convex_documents(
+                    client, tables
+                )
+
+            in_step = _wait_until(equal, 60)
+        finally:
+            worker.terminate()
+            code = worker.wait(timeout=30)
+        convex = _convex_documents(client, tables)
+        postgres = _postgres_documents(database_url, models)
+        table = Table("Convex table", "PostgreSQL table", "docs", "rows", "equal")
+        for m in models:
+            name = m.mirror.qualified_convex_name
+            table.add_row(
+                name,
+                m.mirror.qualified_pg_name,
+                str(len(convex[name])),
+                str(len(postgres[name])),
+                "[green]yes" if convex[name] == postgres[name] else "[red]no",
+            )
+        console.print(table)
+        console.print(
+            f"{counter[0]} writes arrived during the backfill and the tail;"
+            f" the worker stopped with exit code {code}"
+        )
+    return in_step and code == 0
