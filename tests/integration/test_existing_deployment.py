@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres.engine import make_engine
-from migrationkit.errors import ResyncRequired
+from migrationkit.errors import ResyncRequired, StreamingExportNotEnabled
 from migrationkit.mirror.backfill import TAIL_CURSOR, Backfill
 from migrationkit.mirror.config import load_config
 from migrationkit.mirror.loading import selected_models
@@ -286,3 +286,38 @@ def test_the_worker_tails_the_mirror_tables(
         _, log = worker.communicate(timeout=30)
     assert worker.returncode == 0, log
     assert "via convex_mirror" in log
+
+
+def test_without_streaming_export_the_backfill_says_what_to_use_instead(
+    client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
+) -> None:
+    import httpx
+
+    seed(client, users=2, posts=2)
+
+    def streaming_export(enabled: bool) -> None:
+        httpx.post(
+            f"{testapp.url}/_test/streaming_export",
+            headers={"Authorization": f"Convex {testapp.admin_key}"},
+            json={"enabled": enabled},
+            timeout=30,
+        ).raise_for_status()
+
+    streaming_export(False)
+    try:
+        with pytest.raises(StreamingExportNotEnabled) as caught:
+            Backfill(client, deployment.engine, deployment.models).run()
+        assert "migrationkit import" in str(caught.value)
+        done = migrationkit(
+            "backfill",
+            env=cli_env(testapp, deployment.url),
+            cwd=deployment.workdir,
+        )
+    finally:
+        streaming_export(True)
+    assert done.returncode == 2
+    assert "streaming export is not enabled" in done.stderr
+    assert testapp.admin_key not in done.stderr + done.stdout
+    with deployment.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sync_backfills")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM app_convex.users")).scalar_one() == 0
