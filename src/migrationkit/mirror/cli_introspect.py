@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
@@ -120,8 +121,16 @@ def _from_deployment(url: str | None) -> tuple[list[TableSchema], str]:
             # NoSchemaForExport, UnsupportedSchemaForExport...: the real backend
             # refuses the whole request when one table has no object shape.
             raise ValidationFailed(f"{exc}.{_ZIP_ADVICE}", exc.errors) from None
-    # The URL, never the key, names the source; no query string or password.
-    return tables_from_json_schemas(payload), url.split("?")[0].rstrip("/")
+    return tables_from_json_schemas(payload), _source(url)
+
+
+def _source(url: str) -> str:
+    """The URL as the module's header names it: no user, password or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _print_summary(
