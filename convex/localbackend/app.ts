@@ -13,10 +13,11 @@
  *   POST /_test/fail_next_mutation      admin; not part of Convex (fault injection)
  *   POST /_test/export_zip              admin; not part of Convex (a ZIP snapshot export)
  *   POST /_test/streaming_export        admin; not part of Convex (turns streaming export off/on)
+ *   POST /_test/json_schemas_error      admin; not part of Convex (json_schemas refuses with a code)
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { callerOf, requireAdmin, type Caller } from "./auth.ts";
-import type { Backend, CallResult } from "./backend.ts";
+import type { Backend, CallResult, JsonSchemasError } from "./backend.ts";
 import { DELTAS_PAGE_LIMIT, SNAPSHOT_PAGE_LIMIT, type Doc, type TableRef } from "./commitlog.ts";
 import {
   badRequest,
@@ -105,6 +106,10 @@ async function route(
     if (format === "export_json") {
       throw badRequest("BadFormat", "json_schemas: format export_json is not supported by the local backend");
     }
+    // After the format, as the real backend fails while building the schemas.
+    if (backend.jsonSchemasError !== undefined) {
+      throw jsonSchemasRefusal(backend.jsonSchemasError);
+    }
     const schemas = tableJsonSchemas(backend.log, componentPaths(backend.log, backend.documentTypes.keys()), {
       format,
       deltaSchema: booleanParam(url, "deltaSchema"),
@@ -167,6 +172,13 @@ async function route(
     }
     backend.streamingExportEnabled = enabled;
     return send(res, 200, stringify({ enabled }));
+  }
+  if (path === "/_test/json_schemas_error") {
+    only("POST");
+    requireAdmin(caller());
+    const planted = plannedJsonSchemasError(await readJsonObject(req));
+    backend.jsonSchemasError = planted;
+    return send(res, 200, stringify(planted ?? {}));
   }
   if (path === "/_test/retention") {
     only("POST");
@@ -421,6 +433,48 @@ function requireStreamingExport(backend: Backend): void {
 /** The real backend's wording (crates/model backend_info) for a plan without streaming export. */
 export const STREAMING_EXPORT_NOT_ENABLED =
   "Streaming export is not available on your current subscription. See https://www.convex.dev/plans to upgrade.";
+
+/**
+ * The real backend's refusals of the whole json_schemas request
+ * (crates/local_backend streaming_export.rs), when one table's stored
+ * documents have no object shape and no usable schema describes them.
+ * The functions take the table the message names.
+ */
+export const JSON_SCHEMAS_ERRORS: Readonly<Record<string, (table: string) => string>> = {
+  NoSchemaForExport: () => "There is no active schema, which is needed for streaming export.",
+  NoTableDefinitionForExport: (table) =>
+    `The table "${table}" does not have a schema, which is needed for streaming export.`,
+  UnsupportedSchemaForExport: (table) =>
+    `Schema for table "${table}" contains a union of object types, which is unsupported for streaming export`,
+};
+
+/** Codes whose message names no table. */
+const UNNAMED_TABLE = new Set(["NoSchemaForExport"]);
+
+/** The body of POST /_test/json_schemas_error: `{code, table}`, or `{}` to clear. */
+function plannedJsonSchemasError(body: Params): JsonSchemasError | undefined {
+  const { code, table } = body;
+  if (code === undefined && table === undefined) {
+    return undefined;
+  }
+  if (typeof code !== "string" || !Object.hasOwn(JSON_SCHEMAS_ERRORS, code)) {
+    throw badRequest("BadJsonBody", `\`code\` must be one of ${Object.keys(JSON_SCHEMAS_ERRORS).join(", ")}`);
+  }
+  if (UNNAMED_TABLE.has(code)) {
+    if (table !== undefined) {
+      throw badRequest("BadJsonBody", `${code} names no table: leave \`table\` out`);
+    }
+    return { code };
+  }
+  if (typeof table !== "string" || table === "") {
+    throw badRequest("BadJsonBody", `${code} names a table: \`table\` must be a non-empty string`);
+  }
+  return { code, table };
+}
+
+function jsonSchemasRefusal({ code, table }: JsonSchemasError): HttpError {
+  return badRequest(code, JSON_SCHEMAS_ERRORS[code]!(table ?? ""));
+}
 
 function listSnapshot(backend: Backend, params: Params, code: string): string {
   const selected = selectionOf(params, code);

@@ -33,6 +33,12 @@ export type CallResult =
 
 type TestConvex = ReturnType<typeof convexTest>;
 
+/** A planted json_schemas refusal: the code, and the table its message names (if it names one). */
+export interface JsonSchemasError {
+  code: string;
+  table?: string;
+}
+
 // Argument and return validation errors are recognised by where they were
 // thrown; convex-test's validators recurse, so keep deep stacks.
 Error.stackTraceLimit = Math.max(Error.stackTraceLimit, 100);
@@ -83,12 +89,16 @@ export class Backend {
   /** Whether streaming export answers (see POST /_test/streaming_export). */
   streamingExportEnabled = true;
 
+  /** The refusal json_schemas answers with instead of the schemas (see POST /_test/json_schemas_error). */
+  jsonSchemasError: JsonSchemasError | undefined = undefined;
+
   /** A fresh, empty database and commit log. */
   async reset(): Promise<void> {
     // Under the mutation lock, so no mutation the server started is halfway.
     await this.mutations.run(async () => {
       this.generation++;
       this.streamingExportEnabled = true;
+      this.jsonSchemasError = undefined;
       this.test = this.freshTest();
       this.log = this.freshLog();
     });

@@ -2,7 +2,7 @@
  * The test app (convex/testapp) served by the local backend: component
  * tables tagged with `_component`, the undeclared table, json_schemas as the
  * real backend shapes it, the ZIP snapshot export and the streaming-export
- * switch.
+ * switch, and a planted json_schemas refusal.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -496,6 +496,63 @@ describe("the streaming-export switch", () => {
     await backend.post("/_test/streaming_export", { enabled: false }, { authorization: ADMIN });
     await backend.reset();
     assert.equal((await backend.admin("/api/list_snapshot", { format: "json" })).status, 200);
+  });
+});
+
+describe("a planted json_schemas refusal", () => {
+  const schemas = () => backend.admin("/api/json_schemas", { format: "json", deltaSchema: "true" });
+  const plant = (body: Row) => backend.post("/_test/json_schemas_error", body, { authorization: ADMIN });
+
+  test("json_schemas answers 400 with the real code and message; the snapshot still answers", async () => {
+    const start = await readTs();
+    await mutate("events:record", { event: { kind: "view", page: "/" } });
+    const cases = [
+      [{ code: "NoSchemaForExport" }, "There is no active schema, which is needed for streaming export."],
+      [
+        { code: "NoTableDefinitionForExport", table: "events" },
+        'The table "events" does not have a schema, which is needed for streaming export.',
+      ],
+      [
+        { code: "UnsupportedSchemaForExport", table: "events" },
+        'Schema for table "events" contains a union of object types, which is unsupported for streaming export',
+      ],
+    ] as const;
+    for (const [body, message] of cases) {
+      const planted = await plant(body);
+      assert.equal(planted.status, 200, planted.text);
+      assert.deepEqual(planted.body, body);
+      const reply = await schemas();
+      assert.equal(reply.status, 400, reply.text);
+      assert.deepEqual(reply.body, { code: body.code, message });
+      assert.equal((await snapshot()).length, 1);
+      assert.equal((await deltas(start)).length, 1);
+    }
+    assert.deepEqual((await plant({})).body, {});
+    assert.equal((await schemas()).status, 200);
+  });
+
+  test("streaming export off still answers 403 first; reset clears the refusal", async () => {
+    await plant({ code: "NoSchemaForExport" });
+    await backend.post("/_test/streaming_export", { enabled: false }, { authorization: ADMIN });
+    assert.equal((await schemas()).status, 403);
+    await backend.reset();
+    assert.equal((await schemas()).status, 200);
+  });
+
+  test("bad bodies: 400; no admin key: 401", async () => {
+    for (const body of [
+      { code: "Nope", table: "events" },
+      { code: "UnsupportedSchemaForExport" },
+      { code: "NoTableDefinitionForExport", table: "" },
+      { code: "NoSchemaForExport", table: "events" },
+      { table: "events" },
+    ]) {
+      const reply = await plant(body);
+      assert.equal(reply.status, 400, JSON.stringify(body));
+      assert.equal(reply.body.code, "BadJsonBody");
+    }
+    assert.equal((await backend.post("/_test/json_schemas_error", { code: "NoSchemaForExport" })).status, 401);
+    assert.equal((await schemas()).status, 200);
   });
 });
 
