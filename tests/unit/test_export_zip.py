@@ -82,7 +82,8 @@ UNIFORM_LINES = (
     f'"i":{{"$integer":"{i64(-7)}"}},'
     f'"nested":{{"list":[1,2.5,{{"$bytes":"{b64(b"x")}"}},[{{"$integer":"{i64(3)}"}}]],'
     '"o":{"k":"v","dollar":"$not special"}}}\n'
-    '{"_id":"u2","_creationTime":1700000000001.0,"huge":123456789012345678901234}\n'
+    '{"_id":"u2","_creationTime":1700000000001.0,"huge":123456789012345678901234,'
+    '"u64":10000000000000000000,"low":-9223372036854775809}\n'
 )
 
 
@@ -119,6 +120,7 @@ def test_uniform_values_decode_exactly(tmp_path: Path) -> None:
     assert same(docs[0], expected), docs[0]
     # Past Int64, Convex reads an integer as a Float64.
     assert same(docs[1]["huge"], 123456789012345678901234.0)
+    assert same(docs[1]["u64"], 1e19) and same(docs[1]["low"], -9223372036854775809.0)
     with ExportZip(path) as export:
         (table,) = export.tables
         assert (table.name, table.component, table.format) == ("users", "", "uniform")

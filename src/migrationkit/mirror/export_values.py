@@ -28,6 +28,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from migrationkit.adapters.convex.codec import INT64_MAX, INT64_MIN, format_path
 from migrationkit.mirror.convex_types import ConvexType
 
@@ -97,37 +99,38 @@ def _int_or_float(text: str) -> int | float:
     return float(value)
 
 
-_plain = json.JSONDecoder(parse_constant=_refuse_constant)
-_hooked = json.JSONDecoder(object_hook=_object_hook, parse_constant=_refuse_constant)
-_hooked_big = json.JSONDecoder(
+_hooked = json.JSONDecoder(
     object_hook=_object_hook, parse_int=_int_or_float, parse_constant=_refuse_constant
 )
-# Nineteen digits in a row may be an integer outside Int64 (eighteen never is).
-_LONG_DIGITS = re.compile(r"\d{19}")
+# Every byte that is not a digit becomes a space: a run of 19 zeros is then
+# an integer that may be past Int64, which orjson would keep as an int.
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_RUN = b"0" * 19
 
 
-def decode_uniform(line: str) -> dict[str, Any]:
+def decode_uniform(line: bytes) -> dict[str, Any]:
     """A uniform-format line -> the document (``Undecodable`` if it is not one)."""
     try:
-        # Most lines have no encoded value and no long number: json alone
-        # reads them exactly, with no Python call per value.
-        if '"$' not in line:
-            doc = (_plain if _LONG_DIGITS.search(line) is None else _hooked_big).decode(line)
+        if b'"$' in line or _LONG_RUN in line.translate(_DIGITS):
+            # An encoded value ($bytes, $float, $integer) or a long number:
+            # the hooks read them, at a Python call per object or integer.
+            doc = _hooked.decode(line.decode("utf-8"))
         else:
-            doc = (_hooked if _LONG_DIGITS.search(line) is None else _hooked_big).decode(line)
+            # Nearly every line: plain JSON whose integers all fit Int64.
+            doc = orjson.loads(line)
     except Undecodable as exc:
         # The hooks do not know where they are: walk the line again to say.
         raise _locate(line) or exc from None
     except RecursionError:
         raise Undecodable("nested too deeply to read") from None
-    except (ValueError, OverflowError) as exc:
+    except (ValueError, OverflowError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise _locate(line) or Undecodable(f"not JSON ({exc})") from None
     if type(doc) is not dict:
         raise Undecodable(f"a document is a JSON object, not {type(doc).__name__}")
     return doc
 
 
-def _locate(line: str) -> Undecodable | None:
+def _locate(line: bytes) -> Undecodable | None:
     try:
         raw = json.loads(line, parse_constant=str)
     except (ValueError, RecursionError):
@@ -371,9 +374,9 @@ class LegacyDecoder:
         self.overrides = dict(overrides)
         self._shape = _Shape((shape,) if shape is not None else ())
 
-    def decode(self, line: str) -> dict[str, Any]:
+    def decode(self, line: bytes) -> dict[str, Any]:
         try:
-            raw = _legacy.decode(line)
+            raw = _legacy.decode(line.decode("utf-8"))
         except RecursionError:
             raise Undecodable("nested too deeply to read") from None
         except (ValueError, OverflowError) as exc:

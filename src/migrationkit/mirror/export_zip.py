@@ -217,8 +217,9 @@ class ExportZip:
         line: str | None = None
         export_format: ExportFormat = "legacy"
         if schema is not None:
-            line = next((text for _, text in self._lines(schema, name)), None)
-            if line is not None:
+            first = next(iter(self._lines(schema, name)), None)
+            if first is not None:
+                line = self._text(first[1], schema, name, first[0])
                 export_format = self._format_of(schema, line)
         size = self._zip.getinfo(documents).file_size if documents else 0
         return ExportTable(name, component, export_format, documents, schema, line, size)
@@ -268,8 +269,12 @@ class ExportZip:
         """``export.zip:users/documents.jsonl line 12``: how errors name a place."""
         return f"{self.path}:{member} line {line}"
 
-    def _lines(self, member: str, table: str) -> Iterator[tuple[int, str]]:
-        """(line number, text) of a member, read in chunks; blank lines are skipped."""
+    def _lines(self, member: str, table: str) -> Iterator[tuple[int, bytes]]:
+        """(line number, bytes) of a member, read in chunks; empty lines are skipped.
+
+        Lines stay bytes: the JSON reader takes them as they are, and checks
+        the UTF-8 as it goes.
+        """
         number = 0
         try:
             # read1: what one decompression step gives, without a copy into a full chunk.
@@ -286,24 +291,23 @@ class ExportZip:
                         pending = chunk
                         continue
                     pending = chunk[end + 1 :]
-                    for line in self._text(chunk[:end], member, table, number).split("\n"):
+                    for line in chunk[:end].split(b"\n"):
                         number += 1
                         if line:
                             yield number, line
                 if pending:
                     number += 1
-                    yield number, self._text(pending, member, table, number - 1)
+                    yield number, pending
         except _READ_ERRORS as exc:
             raise ExportUnreadable(
                 f"{self.path}:{member} (table {table}): damaged after line {number} ({exc})",
                 [{"loc": (table, number + 1), "msg": str(exc), "type": "damaged"}],
             ) from None
 
-    def _text(self, block: bytes, member: str, table: str, before: int) -> str:
+    def _text(self, raw: bytes, member: str, table: str, line: int) -> str:
         try:
-            return block.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = before + block.count(b"\n", 0, exc.start) + 1
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
             raise _unreadable(self.where(member, line), table, line, "", "not UTF-8") from None
 
     def documents(self, table: ExportTable) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -316,7 +320,7 @@ class ExportZip:
         member = table.documents_member
         if member is None:
             return
-        decode: Callable[[str], dict[str, Any]]
+        decode: Callable[[bytes], dict[str, Any]]
         decode = decode_uniform if table.format == "uniform" else self._legacy(table).decode
         name = table.qualified_name
         for number, line in self._lines(member, name):
@@ -335,8 +339,8 @@ class ExportZip:
         """The lines of ``table``'s ``generated_schema.jsonl``, as written."""
         if table.schema_member is None:
             return
-        for _, line in self._lines(table.schema_member, table.qualified_name):
-            yield line
+        for number, line in self._lines(table.schema_member, table.qualified_name):
+            yield self._text(line, table.schema_member, table.qualified_name, number)
 
     def _legacy(self, table: ExportTable) -> LegacyDecoder:
         if table.schema_line is None or table.schema_member is None:

@@ -177,7 +177,7 @@ def import_zip(
                 )
                 started = time.perf_counter()
                 rows = _rows(export, table, model, ts, result, progress)
-                result.applied = writer.load(conn, model, rows)
+                result.applied = writer.load(conn, model, rows, straight_into_empty=True)
                 result.seconds = time.perf_counter() - started
                 report.tables.append(result)
                 if progress is not None:
@@ -197,14 +197,19 @@ def _rows(
     progress: ImportProgress | None,
 ) -> Iterator[Row]:
     """The table's documents as checked rows, one at a time."""
-    maker = row_maker(model)
+    make = row_maker(model).row
     name = table.qualified_name
     place = f"{export.path}:{table.documents_member} line "
     count = 0
     for number, document in export.documents(table):
-        yield maker.row(
-            MirrorRevision(name, document["_id"], ts, False, document), place + str(number)
-        )
+        revision = MirrorRevision(name, document["_id"], ts, False, document)
+        try:
+            row = make(revision)
+        except ValidationFailed:
+            # Made again, to name the place: writing it for every row would cost more.
+            make(revision, place + str(number))
+            raise
+        yield row
         count += 1
         if count % _PROGRESS_EVERY == 0:
             result.rows = count
