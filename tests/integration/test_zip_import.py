@@ -334,6 +334,21 @@ def test_a_damaged_line_rolls_everything_back(mirror: Mirror, tmp_path: Path) ->
     assert mirror.dump() == before
 
 
+@pytest.mark.parametrize("table_empty", [True, False])
+def test_a_document_twice_refuses_the_import(
+    mirror: Mirror, tmp_path: Path, table_empty: bool
+) -> None:
+    if not table_empty:  # then the rows go through the staging table and the upsert
+        import_zip(mirror.engine, export_zip(tmp_path / "old.zip", THINGS[:2], LIMITS[:1]))
+    before = mirror.dump()
+    path = export_zip(tmp_path / "twice.zip", [*THINGS[:5], THINGS[3]], LIMITS)
+    with pytest.raises(
+        ValidationFailed, match="table things: the snapshot holds one document twice"
+    ):
+        import_zip(mirror.engine, path, snapshot_ts=5)
+    assert mirror.dump() == before
+
+
 def test_an_unknown_table_refuses_the_import(mirror: Mirror, tmp_path: Path) -> None:
     extra = {"mystery/documents.jsonl": '{"_id":"m1","_creationTime":1.0}\n'}
     path = export_zip(tmp_path / "e.zip", THINGS, LIMITS, extra=extra)

@@ -103,6 +103,9 @@ class _TableStatements:
         # Keeps other writers out (readers in) until the transaction ends.
         self.lock = f"LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE"
         self.is_empty = f"SELECT NOT EXISTS (SELECT FROM {target})"  # noqa: S608
+        self.first_duplicate = (
+            f"SELECT _id FROM {_quote(self.stage)} GROUP BY _id HAVING count(*) > 1 LIMIT 1"  # noqa: S608
+        )
         self.copy_types = [_COPY_TYPES[type(self.table.c[n].type).__name__] for n in names]
         updates = []
         for name in names:
@@ -192,25 +195,25 @@ class MirrorWriter:
         model: type[MirrorDocument],
         rows: Iterable[Row],
         *,
-        straight_into_empty: bool = False,
+        snapshot: bool = False,
     ) -> int:
         """COPY ``rows`` (already checked) of one table and upsert them; returns rows changed.
 
         ``rows`` may be a generator: they stream to the server, so a table of
         any size takes the same memory (an import uses this, one table at a time).
 
-        With ``straight_into_empty``, the table is locked against other
-        writers until the transaction ends and, if it holds no row, the rows
-        are COPYed into it directly: the end state of the upsert into an
-        empty table, for about half the server's work. ``rows`` must then
-        hold each document once (a snapshot does): a second revision of one
-        is a ``ValidationFailed``, where the upsert would keep the newer.
+        With ``snapshot``, ``rows`` are one cut of the table (an export ZIP):
+        each document once, so one twice is a ``ValidationFailed`` (the
+        export is damaged), not a choice between them. The table is locked
+        against other writers until the transaction ends and, if it holds no
+        row, the rows are COPYed into it directly: the end state of the
+        upsert into an empty table, for about half the server's work.
         """
         sql = self.statements(model)
         driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
         with driver_errors(conn), driver.cursor() as cursor:
             fast_bytea(cursor)
-            if straight_into_empty:
+            if snapshot:
                 cursor.execute(sql.lock)
                 empty = cursor.execute(sql.is_empty).fetchone()
                 if empty is not None and empty[0]:
@@ -221,6 +224,10 @@ class MirrorWriter:
                 copy.set_types(sql.copy_types)
                 for row in rows:
                     copy.write_row(row)
+            if snapshot:
+                twice = cursor.execute(sql.first_duplicate).fetchone()
+                if twice is not None:
+                    raise _twice(sql, f"Key (_id)=({twice[0]}) appears twice.")
             cursor.execute(sql.upsert)
             return cursor.rowcount
 
@@ -235,9 +242,13 @@ class MirrorWriter:
                     copy.write_row(row)
                     count += 1
         except psycopg.errors.UniqueViolation as exc:
-            detail = exc.diag.message_detail or ""
-            raise ValidationFailed(
-                f"table {sql.maker.table}: the rows hold one document twice ({detail})",
-                [{"loc": (sql.maker.table, "_id"), "msg": "duplicate _id", "type": "mirror"}],
-            ) from None
+            raise _twice(sql, exc.diag.message_detail or "") from None
         return count
+
+
+def _twice(sql: _TableStatements, detail: str) -> ValidationFailed:
+    table = sql.maker.table
+    return ValidationFailed(
+        f"table {table}: the snapshot holds one document twice ({detail})",
+        [{"loc": (table, "_id"), "msg": "a document twice in one snapshot", "type": "mirror"}],
+    )
