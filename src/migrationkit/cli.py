@@ -71,14 +71,25 @@ def _url(given: str | None) -> str:
     return url.render_as_string(hide_password=False)
 
 
+VersionsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--versions",
+        help="A folder of your own revisions (e.g. the mirror tables'), applied with the kit's.",
+        show_default=False,
+    ),
+]
+
+
 @db_app.command("upgrade")
 def db_upgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "heads",
     url: UrlOption = None,
+    versions: VersionsOption = None,
 ) -> None:
     """Create or update the schema, row-level security included."""
     target = _url(url)
-    migrations.upgrade(target, revision)
+    migrations.upgrade(target, revision, versions)
     out_console.print(f"{safe_url(target)} is at revision {migrations.current_revision(target)}")
 
 
@@ -86,11 +97,41 @@ def db_upgrade(
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, e.g. base or -1.")],
     url: UrlOption = None,
+    versions: VersionsOption = None,
 ) -> None:
     """Step the schema back to an earlier revision."""
     target = _url(url)
-    migrations.downgrade(target, revision)
+    migrations.downgrade(target, revision, versions)
     out_console.print(f"{safe_url(target)} is at revision {migrations.current_revision(target)}")
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="The revision's title.")],
+    versions: Annotated[
+        Path, typer.Option("--versions", help="The folder your revisions are kept in.")
+    ],
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--models",
+            help="Models to compare: a .py file (as introspect writes) or a module; repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """Write a migration for your models (alembic autogenerate) into --versions.
+
+    The database must be at the head of the migrations (run `db upgrade
+    --versions DIR` first). Apply the new revision with the same command.
+    """
+    from migrationkit.mirror.loading import import_models
+
+    for where in models or []:
+        import_models(where)
+    written = migrations.revision(_url(url), message, versions)
+    out_console.print(f"wrote {written}" if written else "nothing to write")
 
 
 @db_app.command("current")

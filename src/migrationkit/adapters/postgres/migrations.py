@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL
 
 from migrationkit.adapters.postgres.database_url import normalize_database_url
@@ -24,9 +28,17 @@ def scripts_dir() -> Path:
     raise ConfigurationError("the migration scripts are missing from this installation")
 
 
-def alembic_config(url: str | URL) -> Config:
+def alembic_config(url: str | URL, versions: Path | None = None) -> Config:
+    """The kit's migrations; with ``versions``, also the revisions kept there
+    (your own: the mirror tables of an existing app, written by ``revision``)."""
     config = Config()
     config.set_main_option("script_location", str(scripts_dir()))
+    if versions is not None:
+        if not versions.is_dir():
+            raise ConfigurationError(f"no migrations folder at {versions}: create it first")
+        locations = [str(scripts_dir() / "versions"), str(versions)]
+        config.set_main_option("version_path_separator", "os")
+        config.set_main_option("version_locations", os.pathsep.join(locations))
     # Passed as an attribute, not an ini option: ini interpolation would
     # mangle a '%' in a password.
     config.attributes["url"] = normalize_database_url(url)
@@ -34,14 +46,43 @@ def alembic_config(url: str | URL) -> Config:
     return config
 
 
-def upgrade(url: str | URL, revision: str = "head") -> None:
+@contextlib.contextmanager
+def _alembic_errors() -> Iterator[None]:
     with translated_errors():
-        command.upgrade(alembic_config(url), revision)
+        try:
+            yield
+        except CommandError as exc:
+            raise ConfigurationError(f"alembic: {exc}") from None
 
 
-def downgrade(url: str | URL, revision: str) -> None:
-    with translated_errors():
-        command.downgrade(alembic_config(url), revision)
+def upgrade(url: str | URL, revision: str = "heads", versions: Path | None = None) -> None:
+    with _alembic_errors():
+        command.upgrade(alembic_config(url, versions), revision)
+
+
+def downgrade(url: str | URL, revision: str, versions: Path | None = None) -> None:
+    with _alembic_errors():
+        command.downgrade(alembic_config(url, versions), revision)
+
+
+def revision(url: str | URL, message: str, versions: Path) -> Path | None:
+    """Autogenerate a revision for the registered models into ``versions``.
+
+    Import the models first (``migrationkit.mirror.loading.import_models``):
+    what is registered in this process is what autogenerate compares with
+    the database, which must be at the head of the migrations already.
+    Returns the new script, or None when there was nothing to write.
+    """
+    with _alembic_errors():
+        script = command.revision(
+            alembic_config(url, versions),
+            message=message,
+            autogenerate=True,
+            version_path=str(versions),
+        )
+    if script is None or isinstance(script, list):
+        return None
+    return Path(script.path)
 
 
 def current_revision(url: str | URL) -> str | None:
