@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres.cursors import CursorStore
 from migrationkit.adapters.postgres.errors import translated_errors
-from migrationkit.errors import BadReply
+from migrationkit.errors import BadReply, MigrationKitError
 from migrationkit.mirror.columns import mirror_columns
 from migrationkit.mirror.feed import revision_from_export
 from migrationkit.mirror.model import MirrorDocument
@@ -41,6 +41,8 @@ __all__ = ["TAIL_CURSOR", "Backfill", "BackfillReport", "TableProgress"]
 
 #: The ``sync_cursors`` name of the mirror tables' change-feed tail.
 TAIL_CURSOR = "convex_mirror"
+#: The system query Convex's dashboard counts a table's documents with.
+TABLE_SIZE_QUERY = "_system/frontend/tableSize:default"
 
 
 @dataclass
@@ -53,6 +55,9 @@ class TableProgress:
     #: Rows copied in this run (not before a resume), and since when.
     rows_this_run: int = 0
     started: float = field(default_factory=time.monotonic)
+    #: The table's size when the copy began, where the deployment tells it
+    #: (for the ETA; live documents, so the snapshot may hold a few more or less).
+    expected: int | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -166,6 +171,7 @@ class Backfill:
                 if self.on_page:
                     self.on_page(progress)
                 continue
+            progress.expected = self.table_size(model)
             snapshot = self._copy_table(
                 model, progress, snapshot, entry["cursor"] if entry else None
             )
@@ -174,6 +180,26 @@ class Backfill:
         with translated_errors(), self.engine.begin() as conn:
             self._start_tail(conn, snapshot)
         return BackfillReport(snapshot=snapshot, tables=report_tables, resumed=resumed)
+
+    def table_size(self, model: type[MirrorDocument]) -> int | None:
+        """How many documents the table holds now, if the deployment says.
+
+        Streaming export does not tell; the dashboard's system query
+        ``_system/frontend/tableSize`` does, for the app's own tables (a
+        component's are addressed by an internal id). Anything else (no
+        such query, no rights) means no ETA, never a failed backfill.
+        """
+        if model.mirror.component:
+            return None
+        try:
+            size = self.client.query(
+                TABLE_SIZE_QUERY, {"componentId": None, "tableName": model.mirror.convex_table}
+            )
+        except MigrationKitError:
+            return None
+        if isinstance(size, bool) or not isinstance(size, int | float) or size < 0:
+            return None
+        return int(size)
 
     def _copy_table(
         self,

@@ -54,7 +54,11 @@ def backfill(
 
             def show(table: TableProgress) -> None:
                 progress.update(
-                    table.table, table.rows, done=table.done, rate=table.rows_per_second
+                    table.table,
+                    table.rows,
+                    done=table.done,
+                    total=table.expected,
+                    rate=table.rows_per_second,
                 )
 
             job = Backfill(client, engine, models, name=name, on_page=show)

@@ -91,7 +91,10 @@ class RowProgress:
             elapsed = now - start[0]
             rate = (rows - start[1]) / elapsed if elapsed > 0 else 0.0
         state = "done" if done else "copying"
-        self._console.print(f"{table}: {state}, {rows} rows, {rate:,.0f} rows/s", highlight=False)
+        line = f"{table}: {state}, {rows} rows, {rate:,.0f} rows/s"
+        if total and not done and rate > 0:
+            line += f", about {max(0, total - rows) / rate:,.0f}s left of ~{total} rows"
+        self._console.print(line, highlight=False)
 
 
 class _RowsPerSecond(ProgressColumn):
