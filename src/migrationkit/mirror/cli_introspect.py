@@ -2,9 +2,12 @@
 
 The tables come from the deployment (``/api/json_schemas``, which needs
 the deploy key in ``$CONVEX_DEPLOY_KEY``) or, with ``--zip``, from an export
-ZIP read offline. The module goes to ``--out``, else to the config's
-``models`` path. ``--check`` writes nothing and exits 1 when the file would
-change: run it in CI to catch a schema that moved on without the mirror.
+ZIP read offline. When the deployment refuses ``json_schemas`` because a
+table's documents have no object shape, the types are inferred from a
+``list_snapshot`` instead (see ``introspect_snapshot``), with a warning.
+The module goes to ``--out``, else to the config's ``models`` path.
+``--check`` writes nothing and exits 1 when the file would change: run it
+in CI to catch a schema that moved on without the mirror.
 """
 
 from __future__ import annotations
@@ -19,12 +22,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from migrationkit.errors import ConfigurationError, PermissionDenied, ValidationFailed
+from migrationkit.adapters.convex.client import ConvexClient
+from migrationkit.errors import (
+    ConfigurationError,
+    PermissionDenied,
+    StreamingExportNotEnabled,
+    ValidationFailed,
+)
 from migrationkit.mirror.cli_support import CONVEX_URL, convex_client
 from migrationkit.mirror.config import MirrorConfig, load_config
 from migrationkit.mirror.convex_types import TableSchema
 from migrationkit.mirror.export_schema import schemas_from_export_zip
 from migrationkit.mirror.introspect import tables_from_json_schemas
+from migrationkit.mirror.introspect_snapshot import Refusal, tables_from_snapshot
 from migrationkit.mirror.model_codegen import (
     ModelPlan,
     column_type_text,
@@ -87,7 +97,7 @@ def introspect(
         tables = schemas_from_export_zip(zip_path)
         source = zip_path.name
     else:
-        tables, source = _from_deployment(url)
+        tables, source = _from_deployment(url, config)
     plans = plan_models(tables, config)
     text = render_module(plans, source=source)
     target = out or config.models
@@ -108,20 +118,48 @@ def introspect(
     console.print(f"wrote {target} ({len(plans)} models)", highlight=False)
 
 
-def _from_deployment(url: str | None) -> tuple[list[TableSchema], str]:
+def _from_deployment(url: str | None, config: MirrorConfig) -> tuple[list[TableSchema], str]:
     url = url or os.environ.get(CONVEX_URL)
     if not url:
         raise ConfigurationError(f"{CONVEX_URL} is not set (or pass --url)")
     with convex_client(url) as client:
         try:
             payload = client.json_schemas(by_component=True)
+        except StreamingExportNotEnabled:
+            # The client's own advice is about copying data; here it is the schema.
+            raise StreamingExportNotEnabled(
+                "Convex refused json_schemas: streaming export is not enabled for this"
+                " deployment (StreamingExportNotEnabled; on Convex Cloud it needs the Pro"
+                f" plan).{_ZIP_ADVICE}"
+            ) from None
         except PermissionDenied as exc:
             raise PermissionDenied(f"{exc}.{_ZIP_ADVICE}") from None
         except ValidationFailed as exc:
-            # NoSchemaForExport, UnsupportedSchemaForExport...: the real backend
-            # refuses the whole request when one table has no object shape.
-            raise ValidationFailed(f"{exc}.{_ZIP_ADVICE}", exc.errors) from None
+            refusal = Refusal.of(exc)
+            if refusal is None:
+                raise ValidationFailed(f"{exc}.{_ZIP_ADVICE}", exc.errors) from None
+            return _from_snapshot(client, refusal, config), _source(url)
     return tables_from_json_schemas(payload), _source(url)
+
+
+def _from_snapshot(
+    client: ConvexClient, refusal: Refusal, config: MirrorConfig
+) -> list[TableSchema]:
+    """The real backend refuses the whole json_schemas request when one table's
+    documents have no object shape; list_snapshot still answers."""
+    named = set(config.tables or ()) | set(config.exclude_tables) | set(config.table)
+    components = {name.rpartition("/")[0] for name in named if "/" in name}
+    found = tables_from_snapshot(client, refusal, components=components, expected=named)
+    whole = [t.qualified_name for t in found.tables if t.fallback is not None]
+    unseen = f" (no document seen: {', '.join(found.unseen)})" if found.unseen else ""
+    # One line: it must stand out from the summary on stdout, and grep well in CI logs.
+    typer.echo(
+        f"warning: Convex refused json_schemas ({refusal}), so the schema was inferred from"
+        " the documents of a list_snapshot: v.id() fields become text (ids cannot be told"
+        f" from strings); kept whole (document jsonb): {', '.join(whole) or 'none'}{unseen}",
+        err=True,
+    )
+    return found.tables
 
 
 def _source(url: str) -> str:

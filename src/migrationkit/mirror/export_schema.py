@@ -37,6 +37,8 @@ from migrationkit.mirror.introspect import NO_SCHEMA, UNSUPPORTED_SCHEMA, is_sys
 
 __all__ = [
     "UNIFORM",
+    "UNIFORM_NOTE",
+    "SchemaInference",
     "infer_schema",
     "parse_shape",
     "schema_from_generated_lines",
@@ -401,41 +403,90 @@ def _resolve_object(seen: _Seen) -> ConvexType:
     return ConvexType("object", fields=fields)
 
 
-def infer_schema(table: str, component: str, documents: Iterable[Mapping[str, Any]]) -> TableSchema:
-    """A table's schema read off its documents (a "uniform" export).
+UNIFORM_NOTE = "Read off the documents of a uniform export: v.id() fields are plain strings."
 
-    Documents are as ``json.loads`` gives them from the lossless export (or
-    already decoded: ``bytes`` values are bytes). Streams: memory grows with
-    the number of distinct fields, not of documents.
+
+class SchemaInference:
+    """:func:`infer_schema` one document at a time, so one pass over a stream
+    that mixes tables (a ``list_snapshot``) can feed one inference per table.
+
+    Memory grows with the number of distinct fields, not of documents.
     """
-    qualified = f"{component}/{table}" if component else table
-    top = _Seen()
-    top.keys = {}
-    for number, document in enumerate(documents, start=1):
+
+    def __init__(self, table: str, component: str = "") -> None:
+        self.table = table
+        self.component = component
+        self._top = _Seen(keys={})
+        self._count = 0
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.component}/{self.table}" if self.component else self.table
+
+    @property
+    def overflowed(self) -> bool:
+        """Past ``TABLE_FIELDS_LIMIT`` distinct fields: later documents change nothing."""
+        return self._top.record
+
+    def add(self, document: Mapping[str, Any]) -> None:
+        """Take one document in; raises ``ValidationFailed`` naming it if it is not one."""
+        self._count += 1
+        if self.overflowed:
+            return
         if not isinstance(document, Mapping):
-            raise ValidationFailed(f"table {qualified}: document {number} is not a JSON object")
+            raise ValidationFailed(
+                f"table {self.qualified_name}: document {self._count} is not a JSON object"
+            )
         user = {k: v for k, v in document.items() if not is_system_field(k)}
         try:
-            _observe_object(top, user, TABLE_FIELDS_LIMIT)
+            _observe_object(self._top, user, TABLE_FIELDS_LIMIT)
         except ValueError as exc:
-            raise ValidationFailed(f"table {qualified}: document {number}: {exc}") from None
-        if top.record:
+            raise ValidationFailed(
+                f"table {self.qualified_name}: document {self._count}: {exc}"
+            ) from None
+
+    def schema(self, note: str = UNIFORM_NOTE) -> TableSchema:
+        """The table's schema from what was added; ``note`` goes with its fields
+        (never a count: the module must not change when only the data does)."""
+        table, component = self.table, self.component
+        if self.overflowed:
             return TableSchema(
                 table,
                 component,
                 fallback=NO_SCHEMA,
                 notes=(f"more than {TABLE_FIELDS_LIMIT} distinct fields",),
             )
-    if top.objects == 0:
-        return TableSchema(
-            table, component, fallback=NO_SCHEMA, notes=("no documents to infer from",)
-        )
-    resolved = _resolve_object(top)
-    if not resolved.fields:
-        return TableSchema(table, component, fallback=NO_SCHEMA, notes=("no document has a field",))
-    # No count here: the module must not change when only the data does.
-    notes = ("Read off the documents of a uniform export: v.id() fields are plain strings.",)
-    return TableSchema(table, component, fields=resolved.fields, notes=notes)
+        if self._top.objects == 0:
+            return TableSchema(
+                table, component, fallback=NO_SCHEMA, notes=("no documents to infer from",)
+            )
+        resolved = _resolve_object(self._top)
+        if not resolved.fields:
+            return TableSchema(
+                table, component, fallback=NO_SCHEMA, notes=("no document has a field",)
+            )
+        return TableSchema(table, component, fields=resolved.fields, notes=(note,))
+
+
+def infer_schema(
+    table: str,
+    component: str,
+    documents: Iterable[Mapping[str, Any]],
+    *,
+    note: str = UNIFORM_NOTE,
+) -> TableSchema:
+    """A table's schema read off its documents (a "uniform" export).
+
+    Documents are as ``json.loads`` gives them from the lossless export (or
+    already decoded: ``bytes`` values are bytes). Streams: memory grows with
+    the number of distinct fields, not of documents.
+    """
+    inference = SchemaInference(table, component)
+    for document in documents:
+        inference.add(document)
+        if inference.overflowed:
+            break
+    return inference.schema(note)
 
 
 # --- reading the ZIP ----------------------------------------------------------------

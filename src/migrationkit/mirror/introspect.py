@@ -19,7 +19,8 @@ shape: ``NoSchemaForExport`` when nothing describes them (an open object,
 ``{}``, or no user field at all, which is what the real backend says of an
 empty table), ``UnsupportedSchemaForExport`` for a union of objects. The
 real backend refuses the whole request with those codes in some cases; the
-command line turns that refusal into advice (use an export ZIP).
+command line then infers the tables from a ``list_snapshot`` instead
+(``introspect_snapshot``).
 
 Anything else that cannot be read is a ``BadReply`` naming the table and the
 path inside it, never a silently wrong column.

@@ -145,6 +145,20 @@ class LocalConvexBackend:
         """Fault injection: the next mutation fails after its writes, before commit."""
         self._test_endpoint("fail_next_mutation")
 
+    def set_streaming_export(self, enabled: bool) -> None:
+        """Off: the streaming-export endpoints answer 403 StreamingExportNotEnabled."""
+        self._test_endpoint("streaming_export", {"enabled": enabled})
+
+    def refuse_json_schemas(self, code: str | None, table: str | None = None) -> None:
+        """json_schemas answers 400 ``code`` (naming ``table``), as the real backend
+        does for a table with no object shape; ``None`` answers again (a test-only endpoint)."""
+        body: dict[str, object] = {}
+        if code is not None:
+            body["code"] = code
+            if table is not None:
+                body["table"] = table
+        self._test_endpoint("json_schemas_error", body)
+
     def stop(self) -> None:
         if self._process is None:
             return
