@@ -245,19 +245,21 @@ class RowMaker:
 
     def row(self, revision: MirrorRevision, where: str = "") -> Row:
         """The row for ``revision``; ``where`` (e.g. "line 12") goes into errors."""
-        head: Row = (revision.id, None, None, revision.ts, revision.deleted)
         if revision.deleted:
-            return head + self._empty
-        doc = revision.document
+            return (revision.id, None, None, revision.ts, True, *self._empty)
+        return self.document_row(revision.id, revision.ts, revision.document, where)
+
+    def document_row(self, doc_id: str, ts: int, doc: Mapping[str, Any], where: str = "") -> Row:
+        """``row`` of a live revision, without making one: what an import calls per document."""
         ms = doc.get("_creationTime")
         if type(ms) is int:
             ms = float(ms)
-        head = (revision.id, creation_time(ms), ms, revision.ts, False)
+        head = (doc_id, creation_time(ms), ms, ts, False)
         if not self._document_only:
             fast = self._fast_values(doc)
             if fast is not None:
                 return head + fast
-        return self._checked_row(revision, head, where)
+        return self._checked_row(doc_id, doc, head, where)
 
     def _fast_values(self, doc: Mapping[str, Any]) -> Row | None:
         """The values of a document that fits, or None: then the full check says why.
@@ -284,9 +286,8 @@ class RowMaker:
             return (workspace, *values)
         return tuple(values)
 
-    def _checked_row(self, revision: MirrorRevision, head: Row, where: str) -> Row:
+    def _checked_row(self, doc_id: str, doc: Mapping[str, Any], head: Row, where: str) -> Row:
         """The row, checked field by field, with errors saying which field and why."""
-        doc = revision.document
         field = ""
         try:
             values: list[Any] = []
@@ -318,8 +319,8 @@ class RowMaker:
             at = f" field {field!r}" if field else ""
             place = f" ({where})" if where else ""
             raise ValidationFailed(
-                f"table {self.table}: document {revision.id}{place}:{at} {exc}",
-                [{"loc": (self.table, revision.id, field), "msg": str(exc), "type": "mirror"}],
+                f"table {self.table}: document {doc_id}{place}:{at} {exc}",
+                [{"loc": (self.table, doc_id, field), "msg": str(exc), "type": "mirror"}],
             ) from None
         return head + tuple(values)
 

@@ -3,9 +3,10 @@
 Every table the config selects must have a registered mirror model; the
 check runs before anything is written. Then all tables go in ONE
 transaction: each table's documents stream from the ZIP through the row
-checks (``RowMaker``) into ``MirrorWriter.load`` (COPY into a staging table,
-one ``_ts``-guarded upsert; an empty table gets the rows by COPY directly,
-the same end state for half the server's work). Each table is locked
+checks (``RowMaker.document_row``: ``row`` without a revision object) into
+``MirrorWriter.load`` (COPY into a staging table, one ``_ts``-guarded
+upsert; an empty table gets the rows by COPY directly, the same end state
+for half the server's work). Each table is locked
 against other writers until the import commits. A bad value, a damaged
 member, a document twice in one table or a lost connection anywhere rolls
 the whole import back: the database is left as it was.
@@ -40,7 +41,7 @@ from migrationkit.mirror.backfill import TAIL_CURSOR
 from migrationkit.mirror.config import MirrorConfig
 from migrationkit.mirror.export_zip import ExportTable, ExportZip, StorageListing
 from migrationkit.mirror.model import MirrorDocument, registered_mirrors
-from migrationkit.mirror.rows import MirrorRevision, Row, row_maker
+from migrationkit.mirror.rows import Row, row_maker
 from migrationkit.mirror.writer import MirrorWriter
 
 __all__ = ["ImportProgress", "ImportReport", "TableImport", "import_zip", "plan_import"]
@@ -199,22 +200,21 @@ def _rows(
     progress: ImportProgress | None,
 ) -> Iterator[Row]:
     """The table's documents as checked rows, one at a time."""
-    make = row_maker(model).row
-    name = table.qualified_name
+    make = row_maker(model).document_row
     place = f"{export.path}:{table.documents_member} line "
     count = 0
     for number, document in export.documents(table):
-        revision = MirrorRevision(name, document["_id"], ts, False, document)
+        doc_id = document["_id"]
         try:
-            row = make(revision)
+            row = make(doc_id, ts, document)
         except ValidationFailed:
             # Made again, to name the place: writing it for every row would cost more.
-            make(revision, place + str(number))
+            make(doc_id, ts, document, place + str(number))
             raise
         yield row
         count += 1
         if count % _PROGRESS_EVERY == 0:
             result.rows = count
             if progress is not None:
-                progress.update(name, count, done=False)
+                progress.update(table.qualified_name, count, done=False)
     result.rows = count
