@@ -127,7 +127,12 @@ def test_introspect_migrate_backfill_and_tail_end_equal(
     client: ConvexClient, deployment: Deployment
 ) -> None:
     ids = seed(client, users=20, posts=40)
-    report = Backfill(client, deployment.engine, deployment.models, page_size=7).run()
+    job = Backfill(client, deployment.engine, deployment.models, page_size=7)
+    # The ETA's table sizes, where the deployment tells them (not for a component's).
+    assert job.table_size(model(deployment, "users")) == 20
+    assert job.table_size(model(deployment, "ratelimiter/limits")) is None
+    report = job.run()
+    assert {t.table: t.expected for t in report.tables}["posts"] == 40
     assert report.rows == sum(t.rows for t in report.tables) > 60
     compared = assert_equal_stores(client, deployment)
     assert compared == report.rows

@@ -569,3 +569,25 @@ describe("the hand-kept _generated/server.ts copies", () => {
     }
   });
 });
+
+describe("the dashboard's tableSize system query", () => {
+  test("counts an app table's live documents, for the admin only", async () => {
+    const first = await mutate("users:create", user());
+    await mutate("users:create", user({ email: "b@example.com" }));
+    await mutate("users:remove", { id: first });
+    const size = await backend.call(
+      "query",
+      "_system/frontend/tableSize:default",
+      { componentId: null, tableName: "users" },
+      { auth: ADMIN },
+    );
+    assert.equal(size.body.status, "success", size.text);
+    assert.equal(size.body.value, 1);
+    const anonymous = await backend.call("query", "_system/frontend/tableSize:default", {
+      componentId: null,
+      tableName: "users",
+    });
+    assert.equal(anonymous.body.status, "error");
+    assert.match(anonymous.body.errorMessage, /Could not find public function/);
+  });
+});
