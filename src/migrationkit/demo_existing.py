@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,19 +18,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from alembic import command
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import URL
 
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres.engine import make_engine
-from migrationkit.adapters.postgres.migrations import alembic_config, scripts_dir
+from migrationkit.mirror.compare import Documents, convex_documents, postgres_documents
 from migrationkit.mirror.config import load_config
-from migrationkit.mirror.documents import live_documents
-from migrationkit.mirror.feed import revision_from_export
 from migrationkit.mirror.loading import selected_models
 from migrationkit.mirror.model import MirrorDocument
 from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
@@ -45,8 +40,6 @@ workspace_field = "teamId"
 [mirror.table.scratch]
 document = true
 """
-
-Documents = dict[str, dict[str, dict[str, Any]]]
 
 
 def _seed(client: ConvexClient) -> None:
@@ -75,54 +68,12 @@ def _churn(client: ConvexClient, stop: threading.Event, counter: list[int]) -> N
         counter[0] += 1
 
 
-def _plain(document: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in document.items() if v is not None}
-
-
-def _convex_documents(client: ConvexClient, tables: set[str]) -> Documents:
-    out: Documents = {t: {} for t in tables}
-    components = {t.split("/")[0] for t in tables if "/" in t}
-    for component in ("", *sorted(components)):
-        snapshot: int | None = None
-        cursor: str | None = None
-        extra = {"component": component} if component else None
-        while True:
-            page = client.list_snapshot(snapshot=snapshot, cursor=cursor, extra_params=extra)
-            snapshot, cursor = page.snapshot, page.cursor
-            for value in page.values:
-                revision = revision_from_export(value)
-                if revision.table in out:
-                    out[revision.table][revision.id] = _plain(dict(revision.document))
-            if not page.has_more:
-                break
-    return out
-
-
-def _postgres_documents(url: URL, models: list[type[MirrorDocument]]) -> Documents:
+def _postgres(url: URL, models: list[type[MirrorDocument]]) -> Documents:
     engine = make_engine(url)
     try:
-        return {
-            m.mirror.qualified_convex_name: {d["_id"]: _plain(d) for d in live_documents(engine, m)}
-            for m in models
-        }
+        return postgres_documents(engine, models)
     finally:
         engine.dispose()
-
-
-def _migrate(url: URL, models_file: Path, work: Path) -> Path:
-    """What a user runs: alembic autogenerate for the models, then upgrade."""
-    scripts = work / "migrations"
-    shutil.copytree(scripts_dir(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    config = alembic_config(url)
-    config.set_main_option("script_location", str(scripts))
-    os.environ["MIGRATIONKIT_MODELS"] = str(models_file)
-    try:
-        revision = command.revision(config, message="convex mirror tables", autogenerate=True)
-        command.upgrade(config, "head")
-    finally:
-        os.environ.pop("MIGRATIONKIT_MODELS", None)
-    assert revision is not None and not isinstance(revision, list)
-    return Path(revision.path)
 
 
 def _wait_until(check: Callable[[], bool], seconds: float) -> bool:
@@ -159,8 +110,19 @@ def existing_app(console: Console, database_url: URL) -> bool:
         subprocess.run(
             [sys.executable, "-m", "migrationkit.cli", "introspect"], cwd=work, env=env, check=True
         )
-        revision = _migrate(database_url, work / "convex_models.py", work)
-        console.print(f"alembic autogenerate wrote {revision.name}; upgraded to head")
+        versions = work / "migrations"
+        versions.mkdir()
+        for args in (
+            ["revision", "-m", "convex mirror", "--models", "convex_models.py"],
+            ["upgrade"],
+        ):
+            console.print(f"$ migrationkit db {' '.join(args)} --versions migrations/")
+            subprocess.run(
+                [sys.executable, "-m", "migrationkit.cli", "db", *args, "--versions", "migrations"],
+                cwd=work,
+                env=env,
+                check=True,
+            )
 
         stop = threading.Event()
         counter = [0]
@@ -187,16 +149,14 @@ def existing_app(console: Console, database_url: URL) -> bool:
             tables = {m.mirror.qualified_convex_name for m in models}
 
             def equal() -> bool:
-                return _postgres_documents(database_url, models) == _convex_documents(
-                    client, tables
-                )
+                return _postgres(database_url, models) == convex_documents(client, tables)
 
             in_step = _wait_until(equal, 60)
         finally:
             worker.terminate()
             code = worker.wait(timeout=30)
-        convex = _convex_documents(client, tables)
-        postgres = _postgres_documents(database_url, models)
+        convex = convex_documents(client, tables)
+        postgres = _postgres(database_url, models)
         table = Table("Convex table", "PostgreSQL table", "docs", "rows", "equal")
         for m in models:
             name = m.mirror.qualified_convex_name

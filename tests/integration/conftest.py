@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.convex.streaming_export import StreamingExport
 from migrationkit.outbox.worker import Worker
+from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
 
 LeadState = dict[tuple[str, str], tuple[int, bool, str]]
 
@@ -69,6 +70,21 @@ def running(worker: Worker) -> Iterator[threading.Event]:
         thread.join(timeout=60)
     if failures:
         raise failures[0]
+
+
+@pytest.fixture(scope="session")
+def testapp() -> Iterator[LocalConvexBackend]:
+    """The local backend serving convex/testapp: an existing app the kit did not write."""
+    with LocalConvexBackend(functions_dir=convex_dir() / "testapp") as backend:
+        yield backend
+
+
+@pytest.fixture
+def testapp_client(testapp: LocalConvexBackend) -> Iterator[ConvexClient]:
+    """A client on the test app, emptied first."""
+    testapp.reset()
+    with ConvexClient(testapp.url, admin_key=testapp.admin_key) as client:
+        yield client
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from migrationkit.mirror.loading import selected_models
 from migrationkit.mirror.model import MirrorDocument, registered_mirrors, unregister_mirrors
 from migrationkit.mirror.tail import MirrorTail
 from migrationkit.schema.metadata import metadata
-from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
+from migrationkit.testing.convex_backend import LocalConvexBackend
 from migrationkit.testing.databases import TestServer, throwaway_database
 
 from .testapp_support import (
@@ -44,19 +44,6 @@ from .testapp_support import (
 )
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def testapp() -> Iterator[LocalConvexBackend]:
-    with LocalConvexBackend(functions_dir=convex_dir() / "testapp") as backend:
-        yield backend
-
-
-@pytest.fixture
-def client(testapp: LocalConvexBackend) -> Iterator[ConvexClient]:
-    testapp.reset()
-    with ConvexClient(testapp.url, admin_key=testapp.admin_key) as convex:
-        yield convex
 
 
 @pytest.fixture
@@ -91,10 +78,10 @@ class Deployment:
 
 @pytest.fixture
 def deployment(
-    testapp: LocalConvexBackend, client: ConvexClient, database: URL, tmp_path: Path
+    testapp: LocalConvexBackend, testapp_client: ConvexClient, database: URL, tmp_path: Path
 ) -> Iterator[Deployment]:
     # Introspection needs the tables to exist with data, as in a real app.
-    seed(client, users=2, posts=2)
+    seed(testapp_client, users=2, posts=2)
     made = Deployment(testapp, database, tmp_path)
     testapp.reset()
     yield made
@@ -105,16 +92,16 @@ def model(deployment: Deployment, table: str) -> type[MirrorDocument]:
     return next(m for m in deployment.models if m.mirror.qualified_convex_name == table)
 
 
-def tail_until_caught_up(client: ConvexClient, deployment: Deployment) -> None:
-    tail = MirrorTail(client, deployment.engine, deployment.models)
+def tail_until_caught_up(testapp_client: ConvexClient, deployment: Deployment) -> None:
+    tail = MirrorTail(testapp_client, deployment.engine, deployment.models)
     while True:
         _, more = tail.run_once()
         if not more:
             return
 
 
-def assert_equal_stores(client: ConvexClient, deployment: Deployment) -> int:
-    convex = convex_documents(client)
+def assert_equal_stores(testapp_client: ConvexClient, deployment: Deployment) -> int:
+    convex = convex_documents(testapp_client)
     postgres = postgres_documents(deployment.engine, deployment.models)
     compared = 0
     for table, documents in convex.items():
@@ -124,24 +111,24 @@ def assert_equal_stores(client: ConvexClient, deployment: Deployment) -> int:
 
 
 def test_introspect_migrate_backfill_and_tail_end_equal(
-    client: ConvexClient, deployment: Deployment
+    testapp_client: ConvexClient, deployment: Deployment
 ) -> None:
-    ids = seed(client, users=20, posts=40)
-    job = Backfill(client, deployment.engine, deployment.models, page_size=7)
+    ids = seed(testapp_client, users=20, posts=40)
+    job = Backfill(testapp_client, deployment.engine, deployment.models, page_size=7)
     # The ETA's table sizes, where the deployment tells them (not for a component's).
     assert job.table_size(model(deployment, "users")) == 20
     assert job.table_size(model(deployment, "ratelimiter/limits")) is None
     report = job.run()
     assert {t.table: t.expected for t in report.tables}["posts"] == 40
     assert report.rows == sum(t.rows for t in report.tables) > 60
-    compared = assert_equal_stores(client, deployment)
+    compared = assert_equal_stores(testapp_client, deployment)
     assert compared == report.rows
     # After the backfill, writes flow through the change feed.
-    churn = Churn(client, ids)
+    churn = Churn(testapp_client, ids)
     for _ in range(40):
         churn.step()
-    tail_until_caught_up(client, deployment)
-    assert_equal_stores(client, deployment)
+    tail_until_caught_up(testapp_client, deployment)
+    assert_equal_stores(testapp_client, deployment)
     with deployment.engine.connect() as conn:
         tombstones = conn.execute(
             text("SELECT count(*) FROM app_convex.posts WHERE _deleted")
@@ -157,12 +144,12 @@ def test_introspect_migrate_backfill_and_tail_end_equal(
 
 
 def test_writes_during_the_backfill_land_exactly_once(
-    client: ConvexClient, deployment: Deployment
+    testapp_client: ConvexClient, deployment: Deployment
 ) -> None:
-    ids = seed(client, users=30, posts=60)
-    churn = Churn(client, ids)
+    ids = seed(testapp_client, users=30, posts=60)
+    churn = Churn(testapp_client, ids)
     with churn.running():
-        report = Backfill(client, deployment.engine, deployment.models, page_size=5).run()
+        report = Backfill(testapp_client, deployment.engine, deployment.models, page_size=5).run()
         # Keep writing a little after the cut too.
         time.sleep(0.3)
     assert churn.writes > 10
@@ -176,8 +163,8 @@ def test_writes_during_the_backfill_land_exactly_once(
     # Each page's rows were counted once, in the transaction that wrote them.
     assert saved == report.rows
     assert tail_from == report.snapshot
-    tail_until_caught_up(client, deployment)
-    assert_equal_stores(client, deployment)
+    tail_until_caught_up(testapp_client, deployment)
+    assert_equal_stores(testapp_client, deployment)
 
 
 KILLABLE_BACKFILL = """
@@ -190,15 +177,15 @@ from migrationkit.mirror.loading import selected_models
 
 url, key, db, config = sys.argv[1:5]
 models = selected_models(load_config(__import__("pathlib").Path(config)))
-with ConvexClient(url, admin_key=key) as client:
-    Backfill(client, make_engine(db), models, page_size=2).run()
+with ConvexClient(url, admin_key=key) as testapp_client:
+    Backfill(testapp_client, make_engine(db), models, page_size=2).run()
 """
 
 
 def test_a_backfill_killed_mid_run_resumes_without_losing_or_doubling_a_row(
-    client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
+    testapp_client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
 ) -> None:
-    seed(client, users=40, posts=80)
+    seed(testapp_client, users=40, posts=80)
     args = [
         sys.executable,
         "-c",
@@ -226,8 +213,8 @@ def test_a_backfill_killed_mid_run_resumes_without_losing_or_doubling_a_row(
         done = conn.execute(text("SELECT bool_and(done) FROM sync_backfills")).scalar_one()
     assert done is not True, "killed after the end: nothing left to resume"
     # Meanwhile the app goes on writing; the rerun keeps the first snapshot.
-    client.mutation("users:create", {**_some_user(), "name": "after the kill"})
-    report = Backfill(client, deployment.engine, deployment.models).run()
+    testapp_client.mutation("users:create", {**_some_user(), "name": "after the kill"})
+    report = Backfill(testapp_client, deployment.engine, deployment.models).run()
     with deployment.engine.connect() as conn:
         saved_total = conn.execute(text("SELECT sum(rows) FROM sync_backfills")).scalar_one()
         live = sum(
@@ -235,8 +222,8 @@ def test_a_backfill_killed_mid_run_resumes_without_losing_or_doubling_a_row(
             for t in ("users", "posts", "events", "scratch", "limits")
         )
     assert saved_total == report.rows == live
-    tail_until_caught_up(client, deployment)
-    assert_equal_stores(client, deployment)
+    tail_until_caught_up(testapp_client, deployment)
+    assert_equal_stores(testapp_client, deployment)
 
 
 def _some_user() -> dict[str, object]:
@@ -246,27 +233,27 @@ def _some_user() -> dict[str, object]:
 
 
 def test_an_expired_tail_cursor_asks_for_a_re_backfill_and_changes_nothing(
-    client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
+    testapp_client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
 ) -> None:
-    seed(client, users=3, posts=3)
-    Backfill(client, deployment.engine, deployment.models).run()
+    seed(testapp_client, users=3, posts=3)
+    Backfill(testapp_client, deployment.engine, deployment.models).run()
     before = postgres_documents(deployment.engine, deployment.models)
     testapp.set_retention(1)
     try:
         time.sleep(0.05)
-        client.mutation("users:create", {**_some_user(), "name": "too late"})
+        testapp_client.mutation("users:create", {**_some_user(), "name": "too late"})
         with pytest.raises(ResyncRequired, match="re-backfill"):
-            tail_until_caught_up(client, deployment)
+            tail_until_caught_up(testapp_client, deployment)
     finally:
         testapp.set_retention(2 * 24 * 3600 * 1000)
     assert postgres_documents(deployment.engine, deployment.models) == before
 
 
 def test_the_worker_tails_the_mirror_tables(
-    client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
+    testapp_client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
 ) -> None:
-    ids = seed(client, users=10, posts=10)
-    Backfill(client, deployment.engine, deployment.models).run()
+    ids = seed(testapp_client, users=10, posts=10)
+    Backfill(testapp_client, deployment.engine, deployment.models).run()
     env = cli_env(testapp, deployment.url) | {
         "MIGRATIONKIT_SOURCE": "convex_mirror",
         "MIGRATIONKIT_MIRROR_CONFIG": str(deployment.workdir / "migrationkit.toml"),
@@ -277,15 +264,17 @@ def test_the_worker_tails_the_mirror_tables(
         [sys.executable, "-m", "migrationkit.worker"], env=env, stderr=subprocess.PIPE, text=True
     )
     try:
-        churn = Churn(client, ids, seed_=11)
+        churn = Churn(testapp_client, ids, seed_=11)
         for _ in range(30):
             churn.step()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if postgres_documents(deployment.engine, deployment.models) == convex_documents(client):
+            if postgres_documents(deployment.engine, deployment.models) == convex_documents(
+                testapp_client
+            ):
                 break
             time.sleep(0.2)
-        assert_equal_stores(client, deployment)
+        assert_equal_stores(testapp_client, deployment)
     finally:
         worker.send_signal(signal.SIGTERM)
         _, log = worker.communicate(timeout=30)
@@ -294,11 +283,11 @@ def test_the_worker_tails_the_mirror_tables(
 
 
 def test_without_streaming_export_the_backfill_says_what_to_use_instead(
-    client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
+    testapp_client: ConvexClient, deployment: Deployment, testapp: LocalConvexBackend
 ) -> None:
     import httpx
 
-    seed(client, users=2, posts=2)
+    seed(testapp_client, users=2, posts=2)
 
     def streaming_export(enabled: bool) -> None:
         httpx.post(
@@ -311,7 +300,7 @@ def test_without_streaming_export_the_backfill_says_what_to_use_instead(
     streaming_export(False)
     try:
         with pytest.raises(StreamingExportNotEnabled) as caught:
-            Backfill(client, deployment.engine, deployment.models).run()
+            Backfill(testapp_client, deployment.engine, deployment.models).run()
         assert "migrationkit import" in str(caught.value)
         done = migrationkit(
             "backfill",

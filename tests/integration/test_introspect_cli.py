@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.migrations import scripts_dir
-from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
+from migrationkit.testing.convex_backend import LocalConvexBackend
 from migrationkit.testing.databases import TestServer, throwaway_database
 
 from .testapp_support import CONFIG, migrationkit, seed
@@ -26,13 +26,13 @@ from .testapp_support import CONFIG, migrationkit, seed
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def testapp() -> Iterator[LocalConvexBackend]:
-    """The test app with a few documents in every table: the shapes come from them."""
-    with LocalConvexBackend(functions_dir=convex_dir() / "testapp") as backend:
-        with ConvexClient(backend.url, admin_key=backend.admin_key) as client:
-            seed(client, users=4, posts=4)
-        yield backend
+@pytest.fixture
+def testapp(testapp: LocalConvexBackend) -> LocalConvexBackend:
+    """The shared test app, emptied and seeded: introspection reads the shapes stored."""
+    testapp.reset()
+    with ConvexClient(testapp.url, admin_key=testapp.admin_key) as client:
+        seed(client, users=4, posts=4)
+    return testapp
 
 
 @pytest.fixture

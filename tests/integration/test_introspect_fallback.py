@@ -12,17 +12,18 @@ from pathlib import Path
 import pytest
 
 from migrationkit.adapters.convex.client import ConvexClient
-from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
+from migrationkit.testing.convex_backend import LocalConvexBackend
 
 from .testapp_support import CONFIG, migrationkit, seed
 
 
-@pytest.fixture(scope="module")
-def testapp() -> Iterator[LocalConvexBackend]:
-    with LocalConvexBackend(functions_dir=convex_dir() / "testapp") as backend:
-        with ConvexClient(backend.url, admin_key=backend.admin_key) as client:
-            seed(client, users=4, posts=4)
-        yield backend
+@pytest.fixture
+def testapp(testapp: LocalConvexBackend) -> LocalConvexBackend:
+    """The shared test app, emptied and seeded: introspection reads the shapes stored."""
+    testapp.reset()
+    with ConvexClient(testapp.url, admin_key=testapp.admin_key) as client:
+        seed(client, users=4, posts=4)
+    return testapp
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from migrationkit.mirror.config import load_config
 from migrationkit.mirror.loading import selected_models
 from migrationkit.mirror.model import registered_mirrors, unregister_mirrors
 from migrationkit.schema.metadata import metadata
-from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
+from migrationkit.testing.convex_backend import LocalConvexBackend
 from migrationkit.testing.databases import TestServer, throwaway_database
 
 from .testapp_support import (
@@ -41,30 +41,17 @@ from .testapp_support import (
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture(scope="module")
-def testapp() -> Iterator[LocalConvexBackend]:
-    with LocalConvexBackend(functions_dir=convex_dir() / "testapp") as backend:
-        yield backend
-
-
-@pytest.fixture
-def client(testapp: LocalConvexBackend) -> Iterator[ConvexClient]:
-    testapp.reset()
-    with ConvexClient(testapp.url, admin_key=testapp.admin_key) as convex:
-        yield convex
-
-
 @pytest.fixture
 def workdir(
     testapp: LocalConvexBackend,
-    client: ConvexClient,
+    testapp_client: ConvexClient,
     migrationkit_server: TestServer,
     tmp_path: Path,
 ) -> Iterator[tuple[Path, URL]]:
     """Introspected and migrated, as a user would; the backend emptied again."""
     with throwaway_database(migrationkit_server.admin_url, prefix="mk_zip") as url:
         # Introspection needs the tables to exist with data, as in a real app.
-        seed(client, users=2, posts=2)
+        seed(testapp_client, users=2, posts=2)
         (tmp_path / "migrationkit.toml").write_text(CONFIG)
         done = migrationkit("introspect", env=cli_env(testapp), cwd=tmp_path)
         assert done.returncode == 0, done.stderr
@@ -95,13 +82,13 @@ def export_zip(backend: LocalConvexBackend, path: Path, **body: object) -> Path:
 )
 def test_the_apps_export_imports_equal_to_its_snapshot(
     testapp: LocalConvexBackend,
-    client: ConvexClient,
+    testapp_client: ConvexClient,
     workdir: tuple[Path, URL],
     export_format: str,
     wrapper: str | None,
 ) -> None:
     cwd, url = workdir
-    seed(client, users=15, posts=30)
+    seed(testapp_client, users=15, posts=30)
     body: dict[str, object] = {"format": export_format, "includeStorage": True}
     if wrapper:
         body["wrapper"] = wrapper
@@ -110,7 +97,7 @@ def test_the_apps_export_imports_equal_to_its_snapshot(
     assert done.returncode == 0, done.stderr
     assert f"({export_format} format)" in done.stdout
     assert "_storage: no files in the export" in done.stdout
-    convex = convex_documents(client)
+    convex = convex_documents(testapp_client)
     models = selected_models(load_config(cwd / "migrationkit.toml"))
     engine = make_engine(url)
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -14,14 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from migrationkit.adapters.convex.client import ConvexClient
-from migrationkit.adapters.postgres.migrations import alembic_config, scripts_dir
-from migrationkit.mirror.documents import live_documents
-from migrationkit.mirror.feed import revision_from_export
+from migrationkit.adapters.postgres import migrations
+from migrationkit.mirror import compare
+from migrationkit.mirror.compare import Documents
+from migrationkit.mirror.loading import import_models
 from migrationkit.mirror.model import MirrorDocument
 from migrationkit.testing.convex_backend import LocalConvexBackend
 
@@ -36,8 +35,6 @@ workspace_field = "teamId"
 [mirror.table.scratch]
 document = true
 """
-
-Documents = dict[str, dict[str, Any]]
 
 
 def user(i: int, team: str = "team-a") -> dict[str, Any]:
@@ -141,51 +138,13 @@ class Churn:
             raise self.failures[0]
 
 
-def _plain(document: dict[str, Any]) -> dict[str, Any]:
-    # PostgreSQL keeps an absent optional field and an explicit null alike.
-    return {k: v for k, v in document.items() if v is not None}
+def convex_documents(client: ConvexClient) -> Documents:
+    """Every live document of the test app's tables, per qualified table."""
+    return compare.convex_documents(client, TABLES)
 
 
-def convex_documents(client: ConvexClient) -> dict[str, Documents]:
-    """Every live document, per qualified table, as Convex holds it now."""
-    out: dict[str, Documents] = {t: {} for t in TABLES}
-    cursor: str | None = None
-    snapshot: int | None = None
-    while True:
-        page = client.list_snapshot(snapshot=snapshot, cursor=cursor)
-        snapshot = page.snapshot
-        for value in page.values:
-            revision = revision_from_export(value)
-            if revision.table in out:
-                out[revision.table][revision.id] = _plain(dict(revision.document))
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    return out
-
-
-def component_documents(client: ConvexClient, component: str) -> Documents:
-    out: Documents = {}
-    cursor: str | None = None
-    snapshot: int | None = None
-    while True:
-        page = client.list_snapshot(
-            snapshot=snapshot, cursor=cursor, extra_params={"component": component}
-        )
-        snapshot = page.snapshot
-        for value in page.values:
-            revision = revision_from_export(value)
-            out[revision.id] = _plain(dict(revision.document))
-        if not page.has_more:
-            return out
-        cursor = page.cursor
-
-
-def postgres_documents(engine: Engine, models: list[type[MirrorDocument]]) -> dict[str, Documents]:
-    return {
-        m.mirror.qualified_convex_name: {d["_id"]: _plain(d) for d in live_documents(engine, m)}
-        for m in models
-    }
+def postgres_documents(engine: Engine, models: list[type[MirrorDocument]]) -> Documents:
+    return compare.postgres_documents(engine, models)
 
 
 def cli_env(backend: LocalConvexBackend, database_url: URL | None = None) -> dict[str, str]:
@@ -209,22 +168,12 @@ def migrationkit(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Compl
 
 
 def migrate_with_models(url: URL, models_file: Path, workdir: Path) -> Path:
-    """alembic autogenerate for the models in a copy of the kit's migrations, then upgrade."""
-    scripts = workdir / "migrations"
-    if not scripts.exists():
-        shutil.copytree(scripts_dir(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    config = alembic_config(url)
-    config.set_main_option("script_location", str(scripts))
-    previous = os.environ.get("MIGRATIONKIT_MODELS")
-    os.environ["MIGRATIONKIT_MODELS"] = str(models_file)
-    try:
-        command.upgrade(config, "head")
-        revision = command.revision(config, message="mirror tables", autogenerate=True)
-        command.upgrade(config, "head")
-    finally:
-        if previous is None:
-            os.environ.pop("MIGRATIONKIT_MODELS", None)
-        else:
-            os.environ["MIGRATIONKIT_MODELS"] = previous
-    assert revision is not None and not isinstance(revision, list)
-    return Path(revision.path)
+    """The user's steps: the kit's migrations, then a revision for the models, applied."""
+    versions = workdir / "versions"
+    versions.mkdir(exist_ok=True)
+    import_models(models_file)
+    migrations.upgrade(url, versions=versions)
+    written = migrations.revision(url, "mirror tables", versions)
+    migrations.upgrade(url, versions=versions)
+    assert written is not None
+    return written

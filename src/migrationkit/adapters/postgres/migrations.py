@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import alembic
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -37,7 +38,10 @@ def alembic_config(url: str | URL, versions: Path | None = None) -> Config:
         if not versions.is_dir():
             raise ConfigurationError(f"no migrations folder at {versions}: create it first")
         locations = [str(scripts_dir() / "versions"), str(versions)]
-        config.set_main_option("version_path_separator", "os")
+        # Paths may hold spaces: split on the OS's separator. Alembic 1.16
+        # renamed the option (the old name still works there, with a warning).
+        renamed = tuple(int(p) for p in alembic.__version__.split(".")[:2]) >= (1, 16)
+        config.set_main_option("path_separator" if renamed else "version_path_separator", "os")
         config.set_main_option("version_locations", os.pathsep.join(locations))
     # Passed as an attribute, not an ini option: ini interpolation would
     # mangle a '%' in a password.
