@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,14 +9,14 @@ from rich.console import Console
 
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.mirror.backfill import Backfill, TableProgress
-from migrationkit.mirror.cli_support import convex_client, database_url, row_progress
-from migrationkit.mirror.config import load_config
+from migrationkit.mirror.cli_support import (
+    ConfigOption,
+    convex_client,
+    database_url,
+    mirror_config,
+    row_progress,
+)
 from migrationkit.mirror.loading import selected_models
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", help="The mirror config (TOML).", show_default=False),
-]
 
 
 def backfill(
@@ -45,7 +44,7 @@ def backfill(
     The deploy key comes from $CONVEX_DEPLOY_KEY. Killed, it resumes where it
     stopped when run again. Then run the worker with MIGRATIONKIT_SOURCE=convex_mirror.
     """
-    settings = load_config(config)
+    settings = mirror_config(config)
     models = selected_models(settings)
     engine = make_engine(database_url(url))
     console = Console()

@@ -10,26 +10,22 @@ from rich.console import Console
 
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.errors import ConfigurationError
-from migrationkit.mirror.cli_support import database_url, row_progress
-from migrationkit.mirror.config import load_config
+from migrationkit.mirror.cli_support import (
+    ConfigOption,
+    PostgresUrlOption,
+    database_url,
+    mirror_config,
+    row_progress,
+)
 from migrationkit.mirror.loading import import_models
 from migrationkit.mirror.zip_import import ImportReport, import_zip
-
-_DEFAULT_CONFIG = Path("migrationkit.toml")
 
 
 def import_command(
     export: Annotated[
         Path, typer.Argument(help="The ZIP `npx convex export` wrote.", show_default=False)
     ],
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="The mirror config (TOML); migrationkit.toml when it exists.",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigOption = None,
     snapshot_ts: Annotated[
         int | None,
         typer.Option(
@@ -47,14 +43,7 @@ def import_command(
             help="Save the mirror tail's cursor at --snapshot-ts, with the rows.",
         ),
     ] = False,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            help="PostgreSQL URL; defaults to $MIGRATIONKIT_DATABASE_URL.",
-            show_default=False,
-        ),
-    ] = None,
+    url: PostgresUrlOption = None,
 ) -> None:
     """Import every table of an export ZIP into its mirror table, in one transaction.
 
@@ -64,9 +53,7 @@ def import_command(
         raise ConfigurationError(
             "--start-tail needs --snapshot-ts: the tail starts at the export's snapshot timestamp"
         )
-    if config is None and _DEFAULT_CONFIG.is_file():
-        config = _DEFAULT_CONFIG
-    settings = load_config(config)
+    settings = mirror_config(config)
     import_models(settings.models)
     engine = make_engine(database_url(url))
     try:

@@ -29,8 +29,13 @@ from migrationkit.errors import (
     StreamingExportNotEnabled,
     ValidationFailed,
 )
-from migrationkit.mirror.cli_support import CONVEX_URL, convex_client
-from migrationkit.mirror.config import MirrorConfig, load_config
+from migrationkit.mirror.cli_support import (
+    CONVEX_URL,
+    ConfigOption,
+    convex_client,
+    mirror_config,
+)
+from migrationkit.mirror.config import MirrorConfig
 from migrationkit.mirror.convex_types import TableSchema
 from migrationkit.mirror.export_schema import schemas_from_export_zip
 from migrationkit.mirror.introspect import tables_from_json_schemas
@@ -45,7 +50,6 @@ from migrationkit.mirror.model_codegen import (
 
 __all__ = ["introspect", "register"]
 
-DEFAULT_CONFIG = Path("migrationkit.toml")
 _ZIP_ADVICE = (
     " Read the schema from an export instead: `npx convex export --path export.zip`,"
     " then `migrationkit introspect --zip export.zip`."
@@ -69,12 +73,7 @@ def introspect(
         Path | None,
         typer.Option("--zip", help="Read the tables from this export ZIP, offline."),
     ] = None,
-    config_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", help=f"The mirror config file (default: ./{DEFAULT_CONFIG}, if any)."
-        ),
-    ] = None,
+    config_path: ConfigOption = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Where to write the module (default: the config's models)."),
@@ -90,9 +89,7 @@ def introspect(
     """
     if url is not None and zip_path is not None:
         raise ConfigurationError("pass --url or --zip, not both")
-    if config_path is None and DEFAULT_CONFIG.is_file():
-        config_path = DEFAULT_CONFIG
-    config = load_config(config_path)
+    config = mirror_config(config_path)
     if zip_path is not None:
         tables = schemas_from_export_zip(zip_path)
         source = zip_path.name

@@ -7,7 +7,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.progress import (
     MofNCompleteColumn,
@@ -27,8 +30,43 @@ from migrationkit.adapters.postgres.database_url import (
     normalize_database_url,
 )
 from migrationkit.errors import ConfigurationError
+from migrationkit.mirror.config import MirrorConfig, load_config
 
-__all__ = ["RowProgress", "convex_client", "database_url", "row_progress"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ConfigOption",
+    "PostgresUrlOption",
+    "RowProgress",
+    "convex_client",
+    "database_url",
+    "mirror_config",
+    "row_progress",
+]
+
+DEFAULT_CONFIG = Path("migrationkit.toml")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help=f"The mirror config file (TOML; default: ./{DEFAULT_CONFIG}, if any).",
+        show_default=False,
+    ),
+]
+PostgresUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="PostgreSQL URL; defaults to $MIGRATIONKIT_DATABASE_URL.", show_default=False
+    ),
+]
+
+
+def mirror_config(path: Path | None) -> MirrorConfig:
+    """The config file given, else ./migrationkit.toml if there is one, else the defaults."""
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    return load_config(path)
+
 
 CONVEX_URL = "CONVEX_URL"
 CONVEX_DEPLOY_KEY = "CONVEX_DEPLOY_KEY"
