@@ -27,8 +27,9 @@ from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.cutover.control import CutoverControl
 from migrationkit.cutover.gates import Thresholds
 from migrationkit.cutover.stages import Stage
+from migrationkit.doctor import cli as doctor_cli
 from migrationkit.errors import ConfigurationError, MigrationKitError
-from migrationkit.mirror import cli_backfill, cli_import, cli_introspect
+from migrationkit.mirror import cli_backfill, cli_import, cli_introspect, cli_verify
 from migrationkit.schema import convex_codegen
 
 app = typer.Typer(no_args_is_help=True, help="Move a product from Convex to PostgreSQL.")
@@ -44,6 +45,8 @@ app.add_typer(cutover_app, name="cutover")
 cli_introspect.register(app)
 cli_backfill.register(app)
 cli_import.register(app)
+cli_verify.register(app)
+doctor_cli.register(app)
 
 EntityOption = Annotated[str, typer.Option("--entity", help="One entity (default: all).")]
 WorkspaceOption = Annotated[str, typer.Option("--workspace", help="One workspace (default: all).")]

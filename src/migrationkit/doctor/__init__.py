@@ -1,0 +1,1 @@
+"""``migrationkit doctor``: wiring faults found before anything runs."""
