@@ -14,6 +14,7 @@ from migrationkit.schema.pipeline_tables import (
     dead_letters_table,
     sync_backfills_table,
     sync_cursors_table,
+    verify_runs_table,
 )
 from migrationkit.schema.tables import NAMING_CONVENTION, table_for
 
@@ -31,6 +32,7 @@ def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
     dead_letters_table(metadata)
     sync_cursors_table(metadata)
     sync_backfills_table(metadata)
+    verify_runs_table(metadata)
     cutover_stages_table(metadata)
     cutover_history_table(metadata)
     return metadata

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, Table, Text, text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 
@@ -70,4 +70,34 @@ def sync_backfills_table(metadata: MetaData) -> Table:
         Column(
             "updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
         ),
+    )
+
+
+def verify_runs_table(metadata: MetaData) -> Table:
+    """Each ``migrationkit verify``: its scope, cut, counts and what differed.
+
+    ``scope`` is the entity or Convex table verified (``*`` for all) and
+    ``workspace`` the workspace (NULL for all); the cutover gate looks for
+    a recent passing run of the scope it moves. ``tables`` holds, per table,
+    both counts and the located differences.
+    """
+    if "verify_runs" in metadata.tables:
+        return metadata.tables["verify_runs"]
+    return Table(
+        "verify_runs",
+        metadata,
+        Column("id", BigInteger(), primary_key=True, autoincrement=True),
+        Column("scope", Text(), nullable=False),
+        Column("workspace", Text(), nullable=True),
+        Column(
+            "started_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")
+        ),
+        Column("finished_at", TIMESTAMP(timezone=True), nullable=False),
+        Column("snapshot", BigInteger(), nullable=False),
+        Column("passed", Boolean(), nullable=False),
+        Column("convex_rows", BigInteger(), nullable=False),
+        Column("postgres_rows", BigInteger(), nullable=False),
+        Column("mismatches", BigInteger(), nullable=False),
+        Column("tables", JSONB(), nullable=False),
+        Index("ix_verify_runs_scope_finished_at", "scope", "finished_at"),
     )
