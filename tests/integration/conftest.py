@@ -6,14 +6,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
 
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.convex.streaming_export import StreamingExport
 from migrationkit.outbox.worker import Worker
 from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
+from migrationkit.testing.databases import TestServer, throwaway_database
+
+from .testapp_support import Deployment, seed
 
 LeadState = dict[tuple[str, str], tuple[int, bool, str]]
 
@@ -128,3 +133,23 @@ def write_audit(clean_postgres: Engine) -> Iterator[Callable[[], list[tuple[str,
         conn.execute(text("DROP TRIGGER audit_lead_write ON leads"))
         conn.execute(text("DROP FUNCTION audit_lead_write()"))
         conn.execute(text("DROP TABLE lead_writes"))
+
+
+@pytest.fixture
+def mirror_database(migrationkit_server: TestServer) -> Iterator[URL]:
+    """A database of its own, for a test app's mirror tables."""
+    with throwaway_database(migrationkit_server.admin_url, prefix="mk_mirror") as url:
+        yield url
+
+
+@pytest.fixture
+def deployment(
+    testapp: LocalConvexBackend, testapp_client: ConvexClient, mirror_database: URL, tmp_path: Path
+) -> Iterator[Deployment]:
+    """The test app introspected and migrated as a user would; its data emptied again."""
+    # Introspection needs the tables to exist with data, as in a real app.
+    seed(testapp_client, users=2, posts=2)
+    made = Deployment(testapp, mirror_database, tmp_path)
+    testapp.reset()
+    yield made
+    made.close()

@@ -13,91 +13,28 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import URL
 
 from migrationkit.adapters.convex.client import ConvexClient
-from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.errors import ResyncRequired, StreamingExportNotEnabled
 from migrationkit.mirror.backfill import TAIL_CURSOR, Backfill
-from migrationkit.mirror.config import load_config
-from migrationkit.mirror.loading import selected_models
-from migrationkit.mirror.model import MirrorDocument, registered_mirrors, unregister_mirrors
-from migrationkit.mirror.tail import MirrorTail
-from migrationkit.schema.metadata import metadata
 from migrationkit.testing.convex_backend import LocalConvexBackend
-from migrationkit.testing.databases import TestServer, throwaway_database
 
 from .testapp_support import (
-    CONFIG,
     Churn,
+    Deployment,
     cli_env,
     convex_documents,
-    migrate_with_models,
     migrationkit,
+    model,
     postgres_documents,
     seed,
+    tail_until_caught_up,
 )
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def database(migrationkit_server: TestServer) -> Iterator[URL]:
-    with throwaway_database(migrationkit_server.admin_url, prefix="mk_mirror") as url:
-        yield url
-
-
-class Deployment:
-    """An introspected, migrated mirror of the test app on its own database."""
-
-    def __init__(self, testapp: LocalConvexBackend, url: URL, workdir: Path) -> None:
-        self.testapp = testapp
-        self.url = url
-        self.workdir = workdir
-        (workdir / "migrationkit.toml").write_text(CONFIG)
-        done = migrationkit("introspect", env=cli_env(testapp), cwd=workdir)
-        assert done.returncode == 0, done.stderr
-        self.models_file = workdir / "convex_models.py"
-        self.revision = migrate_with_models(url, self.models_file, workdir)
-        self.models = selected_models(load_config(workdir / "migrationkit.toml"))
-        self.engine = make_engine(url)
-
-    def close(self) -> None:
-        self.engine.dispose()
-        tables = [m for m in registered_mirrors()]
-        unregister_mirrors(tables)
-        for table in list(metadata.tables.values()):
-            if table.schema == "app_convex":
-                metadata.remove(table)
-
-
-@pytest.fixture
-def deployment(
-    testapp: LocalConvexBackend, testapp_client: ConvexClient, database: URL, tmp_path: Path
-) -> Iterator[Deployment]:
-    # Introspection needs the tables to exist with data, as in a real app.
-    seed(testapp_client, users=2, posts=2)
-    made = Deployment(testapp, database, tmp_path)
-    testapp.reset()
-    yield made
-    made.close()
-
-
-def model(deployment: Deployment, table: str) -> type[MirrorDocument]:
-    return next(m for m in deployment.models if m.mirror.qualified_convex_name == table)
-
-
-def tail_until_caught_up(testapp_client: ConvexClient, deployment: Deployment) -> None:
-    tail = MirrorTail(testapp_client, deployment.engine, deployment.models)
-    while True:
-        _, more = tail.run_once()
-        if not more:
-            return
 
 
 def assert_equal_stores(testapp_client: ConvexClient, deployment: Deployment) -> int:

@@ -18,10 +18,14 @@ from sqlalchemy.engine import URL
 
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres import migrations
+from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.mirror import compare
 from migrationkit.mirror.compare import Documents
-from migrationkit.mirror.loading import import_models
-from migrationkit.mirror.model import MirrorDocument
+from migrationkit.mirror.config import load_config
+from migrationkit.mirror.loading import import_models, selected_models
+from migrationkit.mirror.model import MirrorDocument, registered_mirrors, unregister_mirrors
+from migrationkit.mirror.tail import MirrorTail
+from migrationkit.schema.metadata import metadata
 from migrationkit.testing.convex_backend import LocalConvexBackend
 
 TABLES = ("events", "posts", "ratelimiter/limits", "scratch", "users")
@@ -177,3 +181,39 @@ def migrate_with_models(url: URL, models_file: Path, workdir: Path) -> Path:
     migrations.upgrade(url, versions=versions)
     assert written is not None
     return written
+
+
+class Deployment:
+    """An introspected, migrated mirror of the test app on its own database."""
+
+    def __init__(self, testapp: LocalConvexBackend, url: URL, workdir: Path) -> None:
+        self.testapp = testapp
+        self.url = url
+        self.workdir = workdir
+        (workdir / "migrationkit.toml").write_text(CONFIG)
+        done = migrationkit("introspect", env=cli_env(testapp), cwd=workdir)
+        assert done.returncode == 0, done.stderr
+        self.models_file = workdir / "convex_models.py"
+        self.revision = migrate_with_models(url, self.models_file, workdir)
+        self.models = selected_models(load_config(workdir / "migrationkit.toml"))
+        self.engine = make_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        tables = [m for m in registered_mirrors()]
+        unregister_mirrors(tables)
+        for table in list(metadata.tables.values()):
+            if table.schema == "app_convex":
+                metadata.remove(table)
+
+
+def model(deployment: Deployment, table: str) -> type[MirrorDocument]:
+    return next(m for m in deployment.models if m.mirror.qualified_convex_name == table)
+
+
+def tail_until_caught_up(client: ConvexClient, deployment: Deployment) -> None:
+    tail = MirrorTail(client, deployment.engine, deployment.models)
+    while True:
+        _, more = tail.run_once()
+        if not more:
+            return
