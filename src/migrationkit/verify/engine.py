@@ -160,6 +160,13 @@ def compare_table(
             differs = _fields(conn, target, sql, [c for c in candidates if c.kind == "differs"])
     in_flight = [c for c in candidates if c.kind != "differs"]
     settled = _settle(engine, target, sql, in_flight, settle) if in_flight else []
+    # What replication delivered meanwhile counts as PostgreSQL's at the cut.
+    still = {id(c) for c in settled}
+    for candidate in in_flight:
+        if id(candidate) not in still and candidate.kind != "behind":
+            change = 1 if candidate.kind == "missing" else -1
+            result.workspaces.setdefault(candidate.workspace, WorkspaceCounts()).postgres += change
+            result.postgres_rows += change
     result.differences = sorted(
         [*differs, *(c.difference for c in settled)], key=lambda d: (d.kind, d.key)
     )
