@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from migrationkit.domain import Entity, Lead
+from migrationkit.errors import ConfigurationError
 from migrationkit.schema import convex_codegen
 from migrationkit.schema.convex_fields import camel_case, convex_type
 
@@ -20,7 +21,7 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "convex" / "functions"
 
 def test_committed_functions_match_the_models_byte_for_byte(tmp_path: Path) -> None:
     written = convex_codegen.write(tmp_path)
-    assert {p.name for p in written} == {"schema.ts", "leads.ts", "outbox.ts"}
+    assert {p.name for p in written} == {"schema.ts", "leads.ts", "outbox.ts", "migrationkit.ts"}
     for path in written:
         committed = FUNCTIONS / path.name
         assert committed.read_bytes() == path.read_bytes(), (
@@ -64,6 +65,31 @@ def test_write_functions_record_their_event_in_the_same_mutation() -> None:
     assert (
         "internalQuery" in module and "export const get" in module and "export const list" in module
     )
+
+
+def test_the_fingerprint_covers_every_other_generated_file() -> None:
+    files = convex_codegen.generate()
+    served = files[convex_codegen.FINGERPRINT_MODULE]
+    stamp = convex_codegen.fingerprint(files)
+    assert stamp.startswith("sha256:") and f'FINGERPRINT = "{stamp}"' in served
+    assert 'FILES = ["leads.ts", "outbox.ts", "schema.ts"]' in served
+    assert "export const fingerprint = internalQuery(" in served
+    # Any byte of any other file moves it; the module itself does not count.
+    for name in ("leads.ts", "outbox.ts", "schema.ts"):
+        assert convex_codegen.fingerprint(files | {name: files[name] + " "}) != stamp
+    assert convex_codegen.fingerprint(files | {"migrationkit.ts": ""}) == stamp
+    # Names count too: the same text under another name is another deployment.
+    moved = {("leads2.ts" if k == "leads.ts" else k): v for k, v in files.items()}
+    assert convex_codegen.fingerprint(moved) != stamp
+
+
+def test_an_entity_cannot_take_a_generated_module_name() -> None:
+    class Clash(Entity):
+        entity_name: ClassVar[str] = "clash"
+        table_name: ClassVar[str] = "outbox"
+
+    with pytest.raises(ConfigurationError, match=r"outbox\.ts"):
+        convex_codegen.generate([Clash])
 
 
 class Nested(BaseModel):

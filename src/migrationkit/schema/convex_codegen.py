@@ -9,15 +9,22 @@ checked by ``v`` validators before a handler runs, then by the handler for
 what validators cannot say (id format, limits).
 
 The output is deterministic: regenerating unchanged models changes no byte.
+That makes a fingerprint possible: ``migrationkit.ts`` holds the sha256 of
+every other generated file and serves it from an internal query, so
+``migrationkit doctor`` can tell whether a deployment runs what the codegen
+writes today.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from migrationkit.domain.entity import MANAGED_FIELDS, Entity
 from migrationkit.domain.registry import registered_models
+from migrationkit.errors import ConfigurationError
 from migrationkit.schema.convex_fields import camel_case, fields_source
 from migrationkit.schema.tables import snake_case
 
@@ -27,6 +34,9 @@ HEADER = (
 )
 
 OUTBOX_TABLE = "outbox"
+FINGERPRINT_MODULE = "migrationkit.ts"
+#: The function ``migrationkit doctor`` calls (internal: needs the deploy key).
+FINGERPRINT_FUNCTION = "migrationkit:fingerprint"
 
 
 @dataclass(frozen=True)
@@ -458,12 +468,56 @@ export const markProcessed = internalMutation({
 """
 
 
+def fingerprint(files: Mapping[str, str]) -> str:
+    """``sha256:<hex>`` over the files' names and bytes, in name order.
+
+    Lengths go in before contents so that no two different sets of files
+    hash the same text.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        if name == FINGERPRINT_MODULE:
+            continue
+        for part in (name.encode("utf-8"), files[name].encode("utf-8")):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return "sha256:" + digest.hexdigest()
+
+
+def fingerprint_module_ts(files: Mapping[str, str]) -> str:
+    names = ", ".join(f'"{name}"' for name in sorted(files) if name != FINGERPRINT_MODULE)
+    text = FINGERPRINT_MODULE_TS.replace("__FINGERPRINT__", fingerprint(files))
+    return HEADER + text.replace("__FILES__", names)
+
+
+FINGERPRINT_MODULE_TS = """import { internalQuery } from "./_generated/server";
+
+// What the codegen wrote: the sha256 of every other generated file (names and
+// bytes). `migrationkit doctor` compares it with what the codegen would write
+// now, so a deployment left behind by a model change is caught before use.
+export const FINGERPRINT = "__FINGERPRINT__";
+export const FILES = [__FILES__];
+
+export const fingerprint = internalQuery({
+  args: {},
+  handler: async () => ({ fingerprint: FINGERPRINT, files: FILES }),
+});
+"""
+
+
 def generate(models: list[type[Entity]] | None = None) -> dict[str, str]:
     """File name -> contents, for the given (default: every registered) model."""
     chosen = models if models is not None else registered_models()
     files = {"schema.ts": schema_ts(chosen), "outbox.ts": HEADER + OUTBOX_MODULE_TS}
     for model in chosen:
-        files[f"{EntityNames(model).module}.ts"] = entity_module_ts(model)
+        name = f"{EntityNames(model).module}.ts"
+        if name in files or name == FINGERPRINT_MODULE:
+            raise ConfigurationError(
+                f"entity {model.entity_name!r} would write {name}, a module the codegen"
+                " already writes: give it another table_name"
+            )
+        files[name] = entity_module_ts(model)
+    files[FINGERPRINT_MODULE] = fingerprint_module_ts(files)
     return dict(sorted(files.items()))
 
 
