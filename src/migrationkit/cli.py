@@ -221,10 +221,12 @@ def dlq_replay(
         raise typer.Exit(1)
 
 
-def _control(max_backlog: int = 100, max_lag: float = 5.0) -> CutoverControl:
+def _control(
+    max_backlog: int = 100, max_lag: float = 5.0, max_verify_age: float = 3600.0
+) -> CutoverControl:
     from migrationkit.cutover.wiring import control_from_environment
 
-    return control_from_environment(Thresholds(max_backlog, max_lag))
+    return control_from_environment(Thresholds(max_backlog, max_lag, max_verify_age))
 
 
 def _operator() -> str:
@@ -270,6 +272,13 @@ def cutover_set(
     reason: ReasonOption = None,
     max_backlog: Annotated[int, typer.Option(help="Gate: most changes waiting.")] = 100,
     max_lag: Annotated[float, typer.Option(help="Gate: oldest waiting change, seconds.")] = 5.0,
+    max_verify_age: Annotated[
+        float,
+        typer.Option(
+            help="Gate: into pg_reads or later, the last passing verify of the scope is at"
+            " most this many seconds old."
+        ),
+    ] = 3600.0,
 ) -> None:
     """Move a scope to STAGE, if the gate allows it."""
     try:
@@ -278,7 +287,7 @@ def cutover_set(
         raise ConfigurationError(
             f"unknown stage {stage!r}: one of {', '.join(s.value for s in Stage)}"
         ) from None
-    control = _control(max_backlog, max_lag)
+    control = _control(max_backlog, max_lag, max_verify_age)
     previous = control.move(
         target, entity=entity, workspace=workspace, force=force, by=_operator(), reason=reason
     )

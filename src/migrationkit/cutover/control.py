@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from migrationkit.cutover.fence import ConvexFence
-from migrationkit.cutover.gates import Backlog, GateResult, Thresholds, check
+from migrationkit.cutover.gates import Backlog, GateResult, Thresholds, Verifications, check
 from migrationkit.cutover.stages import Stage, Store
 from migrationkit.cutover.store import ANY, PostgresStageStore, StageSetting, resolve
 from migrationkit.errors import ConfigurationError, MigrationKitError
@@ -39,12 +39,15 @@ class CutoverControl:
         *,
         convex_fence: ConvexFence | None = None,
         drain_timeout: float = 60.0,
+        verifications: Verifications | None = None,
     ) -> None:
         self.store = store
         self.outboxes = outboxes
         self.thresholds = thresholds or Thresholds()
         self.convex_fence = convex_fence
         self.drain_timeout = drain_timeout
+        #: Where passing verifies are looked up; None skips the verify gate.
+        self.verifications = verifications
 
     def current(self, *, entity: str = ANY, workspace: str = ANY) -> Stage:
         return resolve(self.store.snapshot(), entity, workspace)
@@ -52,8 +55,18 @@ class CutoverControl:
     def settings(self) -> list[StageSetting]:
         return self.store.settings()
 
-    def gate(self, current: Stage, target: Stage) -> GateResult:
-        return check(current, target, self.outboxes, self.thresholds)
+    def gate(
+        self, current: Stage, target: Stage, *, entity: str = ANY, workspace: str = ANY
+    ) -> GateResult:
+        return check(
+            current,
+            target,
+            self.outboxes,
+            self.thresholds,
+            verifications=self.verifications,
+            entity=entity,
+            workspace=workspace,
+        )
 
     def move(
         self,
@@ -67,7 +80,7 @@ class CutoverControl:
     ) -> Stage:
         """Set the scope's stage, after the gate; returns the stage it had."""
         current = self.current(entity=entity, workspace=workspace)
-        result = self.gate(current, target)
+        result = self.gate(current, target, entity=entity, workspace=workspace)
         if not result.allowed and not force:
             raise GateRefused(current, target, result.reasons)
 

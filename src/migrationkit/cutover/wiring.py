@@ -14,6 +14,7 @@ from migrationkit.cutover.fence import ConvexFence
 from migrationkit.cutover.gates import Backlog, Thresholds
 from migrationkit.cutover.store import PostgresStageStore
 from migrationkit.errors import ConfigurationError
+from migrationkit.verify.records import PostgresVerifications
 
 
 class _Unreachable:
@@ -42,4 +43,10 @@ def control_from_environment(thresholds: Thresholds) -> CutoverControl:
         outboxes["convex"] = _Unreachable(
             "CONVEX_URL is not set: the Convex outbox backlog cannot be checked"
         )
-    return CutoverControl(PostgresStageStore(engine), outboxes, thresholds, convex_fence=fence)
+    return CutoverControl(
+        PostgresStageStore(engine),
+        outboxes,
+        thresholds,
+        convex_fence=fence,
+        verifications=PostgresVerifications(engine),
+    )
