@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from migrationkit.bootstrap import build_pipeline
 from migrationkit.errors import MigrationKitError
 from migrationkit.observability.http import MetricsServer
+from migrationkit.observability.verify_metrics import VerifyCollector
 from migrationkit.outbox.settings import WorkerSettings
 
 log = logging.getLogger("migrationkit.worker")
@@ -58,6 +59,8 @@ def main() -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         worker = pipeline.runner
+        # The last verify of each table, read from PostgreSQL at scrape time.
+        worker.metrics.registry.register(VerifyCollector(pipeline.engine))
         if settings.metrics_port >= 0:
             server = MetricsServer(
                 worker.metrics.registry,

@@ -193,3 +193,23 @@ def _existing(deployment: Deployment) -> dict[str, list[str]]:
             table: [r[0] for r in conn.execute(text(f"SELECT _id FROM app_convex.{table}"))]
             for table in ("users", "posts")
         }
+
+
+def test_the_last_verify_of_each_table_is_exported_as_metrics(
+    testapp_client: ConvexClient, mirrored: Deployment
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from migrationkit.observability.verify_metrics import VerifyCollector
+
+    target = one_id(mirrored, "posts")
+    execute(mirrored, "DELETE FROM app_convex.posts WHERE _id = :i", i=target)
+    run(testapp_client, mirrored, settle=0)
+    registry = CollectorRegistry()
+    registry.register(VerifyCollector(mirrored.engine))
+    exported = generate_latest(registry).decode()
+    assert 'migrationkit_row_count_diff{table="posts"} -1.0' in exported
+    assert 'migrationkit_verify_mismatches{table="posts"} 1.0' in exported
+    assert 'migrationkit_verify_passed{table="posts"} 0.0' in exported
+    assert 'migrationkit_verify_passed{table="users"} 1.0' in exported
+    assert 'migrationkit_verify_age_seconds{table="users"}' in exported
