@@ -41,13 +41,17 @@ from migrationkit.adapters.postgres.outbox_source import PgOutboxSource
 from migrationkit.adapters.postgres.repository import PostgresLeadRepository
 from migrationkit.cutover.control import CutoverControl
 from migrationkit.cutover.fence import ConvexFence, PostgresFence
-from migrationkit.cutover.gates import Thresholds
+from migrationkit.cutover.gates import Thresholds, needs_verify
 from migrationkit.cutover.router import LeadCutoverRouter
 from migrationkit.cutover.stages import Stage
 from migrationkit.cutover.store import CachedStages, PostgresStageStore
 from migrationkit.demo_existing import existing_app
+from migrationkit.domain.lead import Lead
 from migrationkit.testing.convex_backend import LocalConvexBackend
 from migrationkit.testing.databases import embedded_server, throwaway_database
+from migrationkit.verify.records import PostgresVerifications
+from migrationkit.verify.runner import verify
+from migrationkit.verify.targets import entity_target
 
 WORKSPACES = ("acme", "globex", "initech")
 SEGMENTS = ("startup", "enterprise", "smb", None)
@@ -258,6 +262,7 @@ def _walk_stages(client: ConvexClient, database_url: Any, env: dict[str, str]) -
             },
             Thresholds(max_backlog=0, max_lag_seconds=30),
             convex_fence=ConvexFence(client),
+            verifications=PostgresVerifications(engine),
         )
         router = LeadCutoverRouter(
             convex=ConvexLeadRepository(client),
@@ -271,6 +276,16 @@ def _walk_stages(client: ConvexClient, database_url: Any, env: dict[str, str]) -
             gate = "-"
             if step:
                 current = control.current()
+                if needs_verify(current, stage):
+                    # The gate asks for proof that PostgreSQL holds what Convex holds.
+                    report = verify(engine, client, [entity_target(Lead)], scope="lead")
+                    leads = report.tables[0]
+                    console.print(
+                        f"verify before {stage.value}: {leads.convex_rows} leads in Convex,"
+                        f" {leads.postgres_rows} in PostgreSQL,"
+                        f" {len(leads.differences)} differences"
+                        f" ({'passed' if report.passed else 'FAILED'})"
+                    )
                 deadline = time.monotonic() + 30
                 while not control.gate(current, stage).allowed and time.monotonic() < deadline:
                     time.sleep(0.1)  # as an operator would: wait for the outbox to drain

@@ -16,11 +16,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from migrationkit.adapters.convex.client import ConvexClient
@@ -69,9 +71,15 @@ def _churn(client: ConvexClient, stop: threading.Event, counter: list[int]) -> N
 
 
 def _postgres(url: URL, models: list[type[MirrorDocument]]) -> Documents:
+    with engine_for(url) as engine:
+        return postgres_documents(engine, models)
+
+
+@contextmanager
+def engine_for(url: URL) -> Iterator[Engine]:
     engine = make_engine(url)
     try:
-        return postgres_documents(engine, models)
+        yield engine
     finally:
         engine.dispose()
 
@@ -172,4 +180,23 @@ def existing_app(console: Console, database_url: URL) -> bool:
             f"{counter[0]} writes arrived during the backfill and the tail;"
             f" the worker stopped with exit code {code}"
         )
-    return in_step and code == 0
+        # A planted difference, for verify to find.
+        with engine_for(database_url) as engine, engine.begin() as conn:
+            planted = conn.exec_driver_sql(
+                "UPDATE app_convex.users SET name = 'tampered' WHERE _id ="
+                " (SELECT min(_id) FROM app_convex.users) RETURNING _id"
+            ).scalar_one()
+        console.print("$ migrationkit verify   (after changing one user's name in PostgreSQL)")
+        found = subprocess.run(
+            [sys.executable, "-m", "migrationkit.cli", "verify", "--settle", "0"], cwd=work, env=env
+        )
+        with engine_for(database_url) as engine, engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE app_convex.users SET name = %(name)s WHERE _id = %(id)s",
+                {"name": convex["users"][planted]["name"], "id": planted},
+            )
+        console.print("$ migrationkit verify   (the name put back)")
+        clean = subprocess.run(
+            [sys.executable, "-m", "migrationkit.cli", "verify"], cwd=work, env=env
+        )
+    return in_step and code == 0 and found.returncode == 1 and clean.returncode == 0

@@ -121,6 +121,9 @@ def test_a_passing_verify_opens_the_gate_until_it_is_too_old(
     gate.move(Stage.SHADOW_WRITE, entity="lead", by="test")
     gate.move(Stage.SHADOW_READ, entity="lead", by="test")
     assert run_verify(clean_convex, clean_postgres, settle=5).passed
+    # A run over every entity covers a move of every entity ("*").
+    assert PostgresVerifications(clean_postgres, ["lead"]).passed_age("*", "*") is not None
+    assert PostgresVerifications(clean_postgres, ["lead", "invoice"]).passed_age("*", "*") is None
     gate.move(Stage.PG_READS, entity="lead", by="test")
     gate.move(Stage.SHADOW_READ, entity="lead", by="test")  # backwards: never gated on verify
     with clean_postgres.begin() as conn:

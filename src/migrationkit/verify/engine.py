@@ -88,7 +88,10 @@ class TableResult:
 
     @property
     def passed(self) -> bool:
-        return not self.differences and self.convex_rows == self.postgres_rows
+        # Every key that differs is located, so equal stores have no
+        # differences; the counts are the cut's, and rows replication
+        # delivered while settling may still make them differ.
+        return not self.differences
 
     @property
     def row_count_diff(self) -> int:
@@ -159,14 +162,17 @@ def compare_table(
             candidates = _narrow(conn, sql, base, result, leaf)
             differs = _fields(conn, target, sql, [c for c in candidates if c.kind == "differs"])
     in_flight = [c for c in candidates if c.kind != "differs"]
-    settled = _settle(engine, target, sql, in_flight, settle) if in_flight else []
-    # What replication delivered meanwhile counts as PostgreSQL's at the cut.
-    still = {id(c) for c in settled}
-    for candidate in in_flight:
-        if id(candidate) not in still and candidate.kind != "behind":
-            change = 1 if candidate.kind == "missing" else -1
-            result.workspaces.setdefault(candidate.workspace, WorkspaceCounts()).postgres += change
-            result.postgres_rows += change
+    settled = in_flight
+    deadline = time.monotonic() + settle
+    while settled:
+        # Either store may be the one behind: PostgreSQL while Convex leads,
+        # Convex while PostgreSQL does (pg_primary). Read PostgreSQL again
+        # first (cheap), then both at a fresh cut, for the keys still open.
+        settled = _settle(engine, target, sql, settled, min(1.0, _left(deadline)))
+        if settled and _left(deadline) > 0:
+            settled = _confirm(engine, client, target, sql, settled, workspace, page_size)
+        if _left(deadline) <= 0:
+            break
     result.differences = sorted(
         [*differs, *(c.difference for c in settled)], key=lambda d: (d.kind, d.key)
     )
@@ -180,11 +186,13 @@ def _stage_convex(
     cut: int,
     workspace: str | None,
     page_size: int | None,
+    only: set[Key] | None = None,
 ) -> None:
     conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {_STAGE} (LIKE {_Sql(target, None).target}) ON COMMIT DROP"
     )
     columns = ", ".join(_q(c) for c in target.staged)
+    at = [target.staged.index(k) for k in target.key]
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     with driver_errors(conn), driver.cursor() as cursor:
         fast_bytea(cursor)
@@ -192,7 +200,7 @@ def _stage_convex(
             copy.set_types(list(target.copy_types))
             for value in _convex_rows(client, target, cut, page_size):
                 row = target.row_of(value, workspace)
-                if row is not None:
+                if row is not None and (only is None or tuple(row[i] for i in at) in only):
                     copy.write_row(row)
     conn.exec_driver_sql(f"CREATE INDEX ON {_STAGE} ({', '.join(_q(k) for k in target.key)})")
     conn.exec_driver_sql(f"ANALYZE {_STAGE}")
@@ -396,6 +404,42 @@ def _fields(
     ).all()
     fields = {tuple(r[: len(target.key)]): tuple(f for f in r[-1] if f) for r in rows}
     return [Difference(c.key, c.workspace, "differs", fields.get(c.key, ())) for c in candidates]
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def _confirm(
+    engine: Engine,
+    client: ConvexClient,
+    target: VerifyTarget,
+    sql: _Sql,
+    candidates: list[_Candidate],
+    workspace: str | None,
+    page_size: int | None,
+) -> list[_Candidate]:
+    """The candidates on which the stores still differ at a fresh Convex cut."""
+    extra = {"component": target.component} if target.component else None
+    cut = client.list_snapshot(table_name=target.convex_table, extra_params=extra).snapshot
+    keys = {c.key for c in candidates}
+    where, params = _key_filter(target, sorted(keys), "t")
+    read = (
+        f"SELECT {', '.join('t.' + _q(k) for k in target.key)}, {sql.hash}, {sql.version}"  # noqa: S608
+        " FROM {relation} t WHERE {where}"
+    )
+    with translated_errors(), engine.connect() as conn, conn.begin():
+        _stage_convex(conn, client, target, cut, workspace, page_size, only=keys)
+        convex = {
+            tuple(r[: len(target.key)]): tuple(r[-2:])
+            for r in conn.execute(text(read.format(relation=_STAGE, where=where)), params)
+        }
+        live = f"{where} AND ({target.live})"
+        postgres = {
+            tuple(r[: len(target.key)]): tuple(r[-2:])
+            for r in conn.execute(text(read.format(relation=sql.target, where=live)), params)
+        }
+    return [c for c in candidates if convex.get(c.key) != postgres.get(c.key)]
 
 
 def _settle(
