@@ -283,6 +283,7 @@ def _walk_stages(client: ConvexClient, database_url: Any, env: dict[str, str]) -
                     console.print(
                         f"verify before {stage.value}: {leads.convex_rows} leads in Convex,"
                         f" {leads.postgres_rows} in PostgreSQL,"
+                        f" {leads.settled} in flight at the cut and delivered since,"
                         f" {len(leads.differences)} differences"
                         f" ({'passed' if report.passed else 'FAILED'})"
                     )

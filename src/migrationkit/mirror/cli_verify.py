@@ -145,6 +145,9 @@ def _show(report: VerifyReport) -> None:
         if len(result.differences) > SHOWN_DIFFERENCES:
             more = len(result.differences) - SHOWN_DIFFERENCES
             console.print(f"{result.name}: ... and {more} more (see --json)", highlight=False)
+    settled = sum(t.settled for t in report.tables)
+    if settled:
+        console.print(f"{settled} rows were in flight at the cut and arrived while verifying")
     verdict = "[green]equal" if report.passed else "[red]NOT equal"
     console.print(f"{verdict}[/] (run {report.run_id})")
 

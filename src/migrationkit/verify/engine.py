@@ -85,6 +85,8 @@ class TableResult:
     differences: list[Difference] = field(default_factory=list)
     #: Key ranges checksummed while narrowing down.
     ranges_checked: int = 0
+    #: Rows that differed at the cut and were in step once replication caught up.
+    settled: int = 0
 
     @property
     def passed(self) -> bool:
@@ -173,6 +175,7 @@ def compare_table(
             settled = _confirm(engine, client, target, sql, settled, workspace, page_size)
         if _left(deadline) <= 0:
             break
+    result.settled = len(in_flight) - len(settled)
     result.differences = sorted(
         [*differs, *(c.difference for c in settled)], key=lambda d: (d.kind, d.key)
     )

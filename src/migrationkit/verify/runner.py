@@ -71,6 +71,7 @@ def _table_json(result: TableResult, limit: int | None = None) -> dict[str, Any]
         "row_count_diff": result.row_count_diff,
         "changed_after_cut": result.changed_after_cut,
         "ranges_checked": result.ranges_checked,
+        "settled": result.settled,
         "mismatches": len(result.differences),
         "workspaces": {
             str(ws): {"convex": c.convex, "postgres": c.postgres, "equal": c.checksums_equal}
