@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.adapters.postgres.migrations import alembic_config
-from migrationkit.errors import MigrationKitError
+from migrationkit.errors import MigrationKitError, PermissionDenied
 from migrationkit.schema.rls import APP_ROLE
 
 from .dsn import Dsn
@@ -127,7 +127,17 @@ def _migrations(conn: Connection, dsn: Dsn, versions: Path | None) -> Check:
     script = ScriptDirectory.from_config(alembic_config(dsn.url, versions))
     heads = set(script.get_heads())
     known = {rev.revision for rev in script.walk_revisions()}
-    current = set(MigrationContext.configure(conn).get_current_heads())
+    try:
+        with translated_errors():
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    except PermissionDenied:
+        # As it should be for the services' login: it is not the schema's owner.
+        return Check(
+            MIGRATIONS,
+            Status.SKIP,
+            "this login may not read alembic_version (fine for the services' login)",
+            "check the migrations with the owner's URL: migrationkit doctor --url OWNER_URL",
+        )
     upgrade = "migrationkit db upgrade" + (f" --versions {versions}" if versions else "")
     shown_heads = ", ".join(sorted(heads))
     if not current:
