@@ -31,13 +31,14 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from psycopg.adapt import PyFormat
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine
 
 from migrationkit.adapters.postgres.compiled import driver_errors
 from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.errors import ValidationFailed
 from migrationkit.mirror.model import MirrorDocument, mirror_model_for
 from migrationkit.mirror.rows import MirrorRevision, Row, row_maker
+from migrationkit.schema.identifiers import qualified, quote_ident
 from migrationkit.schema.metadata import current_metadata
 from migrationkit.schema.mirror_tables import mirror_table_for
 
@@ -75,14 +76,6 @@ def fast_bytea(cursor: psycopg.Cursor[Any]) -> None:
     cursor.adapters.register_dumper(bytes, psycopg.adapters.get_dumper(bytes, PyFormat.BINARY))
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _qualified(table: Table) -> str:
-    return f"{_quote(table.schema)}.{_quote(table.name)}" if table.schema else _quote(table.name)
-
-
 class _TableStatements:
     """The SQL of one mirror table, written once."""
 
@@ -91,32 +84,32 @@ class _TableStatements:
         self.maker = row_maker(model)
         self.table = mirror_table_for(model, current_metadata())
         names = self.maker.column_names
-        cols = ", ".join(_quote(n) for n in names)
+        cols = ", ".join(quote_ident(n) for n in names)
         self.stage = f"mk_mirror_{self.table.name}"[:63]
-        target = _qualified(self.table)
+        target = qualified(self.table)
         self.create_stage = (
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_quote(self.stage)}"
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote_ident(self.stage)}"
             f" (LIKE {target}) ON COMMIT DROP"
         )
-        self.copy = f"COPY {_quote(self.stage)} ({cols}) FROM STDIN (FORMAT BINARY)"
+        self.copy = f"COPY {quote_ident(self.stage)} ({cols}) FROM STDIN (FORMAT BINARY)"
         self.copy_into_target = f"COPY {target} ({cols}) FROM STDIN (FORMAT BINARY)"
         # Keeps other writers out (readers in) until the transaction ends.
         self.lock = f"LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE"
         self.is_empty = f"SELECT NOT EXISTS (SELECT FROM {target})"  # noqa: S608
         self.first_duplicate = (
-            f"SELECT _id FROM {_quote(self.stage)} GROUP BY _id HAVING count(*) > 1 LIMIT 1"  # noqa: S608
+            f"SELECT _id FROM {quote_ident(self.stage)} GROUP BY _id HAVING count(*) > 1 LIMIT 1"  # noqa: S608
         )
         self.copy_types = [_COPY_TYPES[type(self.table.c[n].type).__name__] for n in names]
         updates = []
         for name in names:
             if name == "_id":
                 continue
-            updates.append(f"{_quote(name)} = EXCLUDED.{_quote(name)}")
+            updates.append(f"{quote_ident(name)} = EXCLUDED.{quote_ident(name)}")
         # DISTINCT ON keeps one revision per document (the newest): ON
         # CONFLICT may not touch a row twice in one statement.
         self.upsert = (
             f"INSERT INTO {target} AS t ({cols})"  # noqa: S608  (quoted identifiers only)
-            f" SELECT DISTINCT ON (_id) {cols} FROM {_quote(self.stage)}"
+            f" SELECT DISTINCT ON (_id) {cols} FROM {quote_ident(self.stage)}"
             f" ORDER BY _id, _ts DESC"
             f" ON CONFLICT (_id) DO UPDATE SET {', '.join(updates)}"
             f" WHERE t._ts < EXCLUDED._ts"
@@ -219,7 +212,7 @@ class MirrorWriter:
                 if empty is not None and empty[0]:
                     return self._copy_into_target(cursor, sql, rows)
             cursor.execute(sql.create_stage)
-            cursor.execute(f"TRUNCATE {_quote(sql.stage)}")
+            cursor.execute(f"TRUNCATE {quote_ident(sql.stage)}")
             with cursor.copy(sql.copy) as copy:
                 copy.set_types(sql.copy_types)
                 for row in rows:

@@ -46,6 +46,7 @@ from migrationkit.mirror.columns import (
     mirror_columns,
 )
 from migrationkit.mirror.model import MirrorDocument, mirror_model_for
+from migrationkit.schema.identifiers import quote_ident
 
 __all__ = ["mirror_table_for", "sql_type"]
 
@@ -66,10 +67,6 @@ def sql_type(column: MirrorColumn) -> TypeEngine[Any]:
 
 def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def mirror_table_for(model: type[MirrorDocument], metadata: MetaData) -> Table:
@@ -119,7 +116,7 @@ def mirror_table_for(model: type[MirrorDocument], metadata: MetaData) -> Table:
                 allowed = ", ".join(_quote_literal(v) for v in column.enum_values)
                 constraints.append(
                     CheckConstraint(
-                        f"{_quote_ident(column.column)} IN ({allowed})",
+                        f"{quote_ident(column.column)} IN ({allowed})",
                         name=f"{column.column}_allowed",
                     )
                 )
@@ -128,7 +125,7 @@ def mirror_table_for(model: type[MirrorDocument], metadata: MetaData) -> Table:
             if not column.nullable:
                 required.append(column.column)
     if required:
-        live = " AND ".join(f"{_quote_ident(c)} IS NOT NULL" for c in required)
+        live = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in required)
         constraints.append(CheckConstraint(f"{DELETED} OR ({live})", name="live_required"))
     table = Table(name, metadata, *columns, *constraints, schema=spec.pg_schema)
     for index_name, index_columns in indexes:

@@ -9,18 +9,16 @@ and roles with BYPASSRLS (the operator's, not the application's) skip them.
 
 from __future__ import annotations
 
+from migrationkit.schema.identifiers import quote_ident
+
 APP_ROLE = "migrationkit_app"
 READONLY_ROLE = "migrationkit_readonly"
 WORKSPACE_PREDICATE = "workspace_id = current_setting('app.workspace_id', true)"
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def schema_sql(schema: str) -> list[str]:
     """A schema for tenant tables, usable by the kit's roles (RLS still filters rows)."""
-    s = _quote(schema)
+    s = quote_ident(schema)
     return [
         f"CREATE SCHEMA IF NOT EXISTS {s}",
         f"GRANT USAGE ON SCHEMA {s} TO {APP_ROLE}, {READONLY_ROLE}",
@@ -44,7 +42,7 @@ def create_roles_sql() -> list[str]:
 
 
 def _qualified(table: str, schema: str | None) -> str:
-    return f"{_quote(schema)}.{_quote(table)}" if schema else _quote(table)
+    return f"{quote_ident(schema)}.{quote_ident(table)}" if schema else quote_ident(table)
 
 
 def enable_sql(table: str, schema: str | None = None) -> list[str]:

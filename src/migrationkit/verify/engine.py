@@ -37,6 +37,7 @@ from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres.compiled import driver_errors
 from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.mirror.writer import fast_bytea
+from migrationkit.schema.identifiers import qualified, quote_ident
 from migrationkit.verify.targets import VerifyTarget
 
 __all__ = ["Difference", "TableResult", "WorkspaceCounts", "compare_table"]
@@ -100,24 +101,21 @@ class TableResult:
         return self.postgres_rows - self.convex_rows
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class _Sql:
     """The statements for one target; identifiers quoted, values bound."""
 
     def __init__(self, target: VerifyTarget, workspace: str | None) -> None:
-        t = target.table
-        self.target = f"{_q(t.schema)}.{_q(t.name)}" if t.schema else _q(t.name)
-        self.keys = ", ".join(_q(k) for k in target.key)
+        self.target = qualified(target.table)
+        self.keys = ", ".join(quote_ident(k) for k in target.key)
         self.key_row = f"ROW({self.keys})" if len(target.key) > 1 else self.keys
-        self.hash = f"md5(ROW({', '.join(_q(c) for c in target.compared)})::text)"
-        self.version = _q(target.version)
-        self.workspace_col = _q(target.workspace) if target.workspace else "NULL::text"
+        self.hash = f"md5(ROW({', '.join(quote_ident(c) for c in target.compared)})::text)"
+        self.version = quote_ident(target.version)
+        self.workspace_col = quote_ident(target.workspace) if target.workspace else "NULL::text"
         changed = target.changed_after
         scope = (
-            f" AND {_q(target.workspace)} = :workspace" if workspace and target.workspace else ""
+            f" AND {quote_ident(target.workspace)} = :workspace"
+            if workspace and target.workspace
+            else ""
         )
         # PostgreSQL's rows that are documents at the cut, and the staged Convex ones.
         self.sides = {
@@ -194,7 +192,7 @@ def _stage_convex(
     conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {_STAGE} (LIKE {_Sql(target, None).target}) ON COMMIT DROP"
     )
-    columns = ", ".join(_q(c) for c in target.staged)
+    columns = ", ".join(quote_ident(c) for c in target.staged)
     at = [target.staged.index(k) for k in target.key]
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     with driver_errors(conn), driver.cursor() as cursor:
@@ -205,7 +203,9 @@ def _stage_convex(
                 row = target.row_of(value, workspace)
                 if row is not None and (only is None or tuple(row[i] for i in at) in only):
                     copy.write_row(row)
-    conn.exec_driver_sql(f"CREATE INDEX ON {_STAGE} ({', '.join(_q(k) for k in target.key)})")
+    conn.exec_driver_sql(
+        f"CREATE INDEX ON {_STAGE} ({', '.join(quote_ident(k) for k in target.key)})"
+    )
     conn.exec_driver_sql(f"ANALYZE {_STAGE}")
 
 
@@ -228,7 +228,7 @@ def _convex_rows(
 
 def _set_aside(conn: Connection, target: VerifyTarget, sql: _Sql, params: dict[str, Any]) -> int:
     """Drop from the Convex side the keys PostgreSQL wrote after the cut; how many."""
-    join = " AND ".join(f"s.{_q(k)} = t.{_q(k)}" for k in target.key)
+    join = " AND ".join(f"s.{quote_ident(k)} = t.{quote_ident(k)}" for k in target.key)
     statement = (
         f"DELETE FROM {_STAGE} s USING {sql.target} t"  # noqa: S608
         f" WHERE {join} AND t.{sql.changed_after}"
@@ -384,7 +384,7 @@ def _key_filter(
         names = [f"k{i}_{j}" for j in range(len(key))]
         params.update(dict(zip(names, key, strict=True)))
         rows.append(f"({', '.join(':' + n for n in names)})")
-    columns = ", ".join(f"{alias}.{_q(k)}" for k in target.key)
+    columns = ", ".join(f"{alias}.{quote_ident(k)}" for k in target.key)
     return f"({columns}) IN ({', '.join(rows)})", params
 
 
@@ -393,14 +393,15 @@ def _fields(
 ) -> list[Difference]:
     if not candidates:
         return []
-    join = " AND ".join(f"s.{_q(k)} = t.{_q(k)}" for k in target.key)
+    join = " AND ".join(f"s.{quote_ident(k)} = t.{quote_ident(k)}" for k in target.key)
     checks = ", ".join(
-        f"CASE WHEN t.{_q(c)} IS DISTINCT FROM s.{_q(c)} THEN '{c}' END" for c in target.compared
+        f"CASE WHEN t.{quote_ident(c)} IS DISTINCT FROM s.{quote_ident(c)} THEN '{c}' END"
+        for c in target.compared
     )
     where, params = _key_filter(target, [c.key for c in candidates], "t")
     rows = conn.execute(
         text(
-            f"SELECT {', '.join('t.' + _q(k) for k in target.key)}, ARRAY[{checks}]"  # noqa: S608
+            f"SELECT {', '.join('t.' + quote_ident(k) for k in target.key)}, ARRAY[{checks}]"  # noqa: S608
             f" FROM {sql.target} t JOIN {_STAGE} s ON {join} WHERE {where}"
         ),
         params,
@@ -428,7 +429,7 @@ def _confirm(
     keys = {c.key for c in candidates}
     where, params = _key_filter(target, sorted(keys), "t")
     read = (
-        f"SELECT {', '.join('t.' + _q(k) for k in target.key)}, {sql.hash}, {sql.version}"  # noqa: S608
+        f"SELECT {', '.join('t.' + quote_ident(k) for k in target.key)}, {sql.hash}, {sql.version}"  # noqa: S608
         " FROM {relation} t WHERE {where}"
     )
     with translated_errors(), engine.connect() as conn, conn.begin():
@@ -456,7 +457,7 @@ def _settle(
         with translated_errors(), engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    f"SELECT {', '.join('t.' + _q(k) for k in target.key)}, {sql.hash},"  # noqa: S608
+                    f"SELECT {', '.join('t.' + quote_ident(k) for k in target.key)}, {sql.hash},"  # noqa: S608
                     f" {sql.version}, ({target.live}) FROM {sql.target} t WHERE {where}"
                 ),
                 params,
