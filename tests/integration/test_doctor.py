@@ -179,15 +179,14 @@ def test_a_healthy_setup_passes_every_check(
     assert outcome.code == 0, outcome.output
     # (A server reached through a Unix socket adds a "socket" line.)
     assert [n for n in outcome.lines if n != "socket"] == EVERY_CHECK
-    # The services' login may not read alembic_version: the owner's URL checks that.
-    assert outcome.status("migrations") == "skip"
-    assert "may not read alembic_version" in outcome.said("migrations")
-    assert {s for n, s in outcome.statuses().items() if n != "migrations"} == {"ok"}
+    # The kit's roles may read alembic_version (migration 0007): every line is ok.
+    assert set(outcome.statuses().values()) == {"ok"}
+    assert outcome.said("migrations").startswith("at head")
     assert outcome.said("login").startswith(f"{logins[Role.APP]}: no superuser, no BYPASSRLS")
     assert outcome.said("row-level security") == "enabled and forced on 4 tenant tables"
     assert outcome.said("convex functions").startswith("deployed and current (sha256:")
     ok = sum(1 for status in outcome.statuses().values() if status == "ok")
-    assert outcome.stdout.splitlines()[-1] == f"doctor: {ok} ok, 1 skip: nothing failed"
+    assert outcome.stdout.splitlines()[-1] == f"doctor: {ok} ok: nothing failed"
     assert_secret_free(outcome, convex_backend.admin_key)
 
 
@@ -202,7 +201,7 @@ def test_json_for_ci(
     )
     report = json.loads(outcome.stdout)
     assert outcome.code == 0 and report["ok"] is True
-    assert report["counts"] | {"ok": 0} == {"ok": 0, "warn": 0, "fail": 0, "skip": 1}
+    assert report["counts"] | {"ok": 0} == {"ok": 0, "warn": 0, "fail": 0, "skip": 0}
     assert [c["check"] for c in report["checks"] if c["check"] != "socket"] == EVERY_CHECK
     assert all(c["fix"] is None for c in report["checks"] if c["status"] == "ok")
     assert_secret_free(outcome, convex_backend.admin_key)

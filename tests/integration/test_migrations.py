@@ -50,7 +50,7 @@ def test_cli_upgrade_reads_the_url_from_the_environment(empty_database: URL) -> 
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "0006" in result.stdout
+    assert "0007" in result.stdout
     assert {"leads", "outbox_events", "processed_events", "sync_backfills"} <= _tables(
         empty_database
     )
@@ -66,7 +66,7 @@ def test_plain_alembic_upgrade_head_works(empty_database: URL) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert current_revision(empty_database) == "0006"
+    assert current_revision(empty_database) == "0007"
 
 
 def test_migrations_match_the_models(empty_database: URL) -> None:
