@@ -172,6 +172,10 @@ def main() -> int:
             "MIGRATIONKIT_METRICS_PORT": str(metrics_port),
             "MIGRATIONKIT_BATCH_SIZE": "100",
         }
+        console.print("$ migrationkit doctor --role worker   (the wiring, before anything runs)")
+        doctor = subprocess.run(
+            [sys.executable, "-m", "migrationkit.cli", "doctor", "--role", "worker"], env=env
+        )
         console.print("starting the worker: python -m migrationkit.worker")
         worker = subprocess.Popen([sys.executable, "-m", "migrationkit.worker"], env=env)
         stack.callback(_stop_if_running, worker)
@@ -233,7 +237,7 @@ def main() -> int:
         console.print(f"worker stopped on SIGTERM with exit code {code}")
         final = _fingerprint(_convex_rows(client)) == _fingerprint(_postgres_rows(database_url))
         mirrored = existing_app(console, database_url)
-        ok = in_step and walked and final and code == 0 and mirrored
+        ok = in_step and walked and final and code == 0 and mirrored and doctor.returncode == 0
         console.rule("[green]PostgreSQL is in step with Convex" if ok else "[red]NOT in step")
     return 0 if ok else 1
 
