@@ -9,9 +9,10 @@ transaction, and only aggregates and the differing rows come back:
 1. rows PostgreSQL holds from after the cut (a newer ``_ts`` or
    ``updated_at``) cannot be compared with the cut: their keys are set
    aside on both sides, and counted;
-2. per workspace, both sides' row counts and an order-independent checksum
-   (the sum of each row's hash: ``md5`` of the row's canonical text, the
-   same expression over the same column types on both sides);
+2. each row of both sides is hashed once (``md5`` of the row's canonical
+   text, the same expression over the same column types on both sides) into
+   a keyed, indexed table of hashes; per workspace, both sides' row counts
+   and an order-independent checksum (the sum of the hashes);
 3. where the checksums differ, key ranges are split at their median and
    checksummed again (bisection, as cross-database diff tools do) until a
    range is small enough to list its keys and hashes;
@@ -118,10 +119,13 @@ class _Sql:
             else ""
         )
         # PostgreSQL's rows that are documents at the cut, and the staged Convex ones.
-        self.sides = {
+        self.sources = {
             "postgres": (self.target, f"({target.live}) AND NOT ({changed}){scope}"),
             "convex": (_STAGE, "TRUE"),
         }
+        # Each side's keys with their hash, version and workspace, computed
+        # once (``_hash_sides``): every range checksum then sums a column.
+        self.sides = {side: (f"mk_verify_{side}_hashes", "TRUE") for side in self.sources}
         self.changed_after = changed
 
     def range_filter(self, lo: Key | None, hi: Key | None) -> tuple[str, dict[str, Any]]:
@@ -158,6 +162,7 @@ def compare_table(
         with conn.begin():
             _stage_convex(conn, client, target, cut, workspace, page_size)
             result.changed_after_cut = _set_aside(conn, target, sql, base)
+            _hash_sides(conn, sql, base)
             _count(conn, sql, base, result)
             candidates = _narrow(conn, sql, base, result, leaf)
             differs = _fields(conn, target, sql, [c for c in candidates if c.kind == "differs"])
@@ -237,8 +242,26 @@ def _set_aside(conn: Connection, target: VerifyTarget, sql: _Sql, params: dict[s
     return int(removed)
 
 
+def _hash_sides(conn: Connection, sql: _Sql, params: dict[str, Any]) -> None:
+    """Both sides' rows as (key, workspace, version, hash, h): hashed once, indexed by key."""
+    for side, (relation, where) in sql.sources.items():
+        table = sql.sides[side][0]
+        conn.execute(
+            text(
+                f"CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS"  # noqa: S608
+                f" SELECT {sql.keys}, ws, v, hash,"
+                " ('x' || left(hash, 16))::bit(64)::bigint::numeric AS h"
+                f" FROM (SELECT {sql.keys}, {sql.workspace_col} AS ws, {sql.version} AS v,"
+                f" {sql.hash} AS hash FROM {relation} WHERE {where}) s"
+            ),
+            params,
+        )
+        conn.exec_driver_sql(f"CREATE INDEX ON {table} ({sql.keys})")
+        conn.exec_driver_sql(f"ANALYZE {table}")
+
+
 def _aggregate(sql: _Sql) -> str:
-    return f"count(*), coalesce(sum(('x' || left({sql.hash}, 16))::bit(64)::bigint::numeric), 0)"
+    return "count(*), coalesce(sum(h), 0)"
 
 
 def _count(conn: Connection, sql: _Sql, params: dict[str, Any], result: TableResult) -> None:
@@ -246,7 +269,7 @@ def _count(conn: Connection, sql: _Sql, params: dict[str, Any], result: TableRes
     for side, (relation, where) in sql.sides.items():
         rows = conn.execute(
             text(
-                f"SELECT {sql.workspace_col}, {_aggregate(sql)} FROM {relation}"  # noqa: S608
+                f"SELECT ws, {_aggregate(sql)} FROM {relation}"  # noqa: S608
                 f" WHERE {where} GROUP BY 1"
             ),
             params,
@@ -322,7 +345,7 @@ def _rows_in(
     where, bounds = sql.range_filter(lo, hi)
     rows = conn.execute(
         text(
-            f"SELECT {sql.hash}, {sql.version}, {sql.workspace_col}, {sql.keys}"  # noqa: S608
+            f"SELECT hash, v, ws, {sql.keys}"  # noqa: S608
             f" FROM {relation} WHERE {side_where} AND {where}"
         ),
         params | bounds,
