@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from psycopg.adapt import PyFormat
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table
 
 from migrationkit.adapters.postgres.compiled import driver_errors
 from migrationkit.adapters.postgres.errors import translated_errors
@@ -42,7 +42,7 @@ from migrationkit.schema.identifiers import qualified, quote_ident
 from migrationkit.schema.metadata import current_metadata
 from migrationkit.schema.mirror_tables import mirror_table_for
 
-__all__ = ["MirrorWriter", "WriteResult", "fast_bytea"]
+__all__ = ["MirrorWriter", "WriteResult", "copy_types", "fast_bytea"]
 
 # SQLAlchemy type -> the name psycopg's binary COPY dumps it by.
 _COPY_TYPES = {
@@ -52,10 +52,19 @@ _COPY_TYPES = {
     "BigInteger": "int8",
     "Boolean": "bool",
     "LargeBinary": "bytea",
-    # The row maker hands jsonb values over in jsonb's own binary form
-    # (rows.jsonb_value): they go through as bytes, with no dumper to call.
-    "JSONB": "bytea",
+    "JSONB": "jsonb",
 }
+
+
+def copy_types(table: Table, names: Sequence[str], *, jsonb_as_bytes: bool) -> list[str]:
+    """The binary COPY type of each column. ``jsonb_as_bytes``: jsonb values
+    come in jsonb's own binary form (``rows.jsonb_value``), as the row maker
+    makes them, and go through as bytes with no dumper to call."""
+    out = []
+    for name in names:
+        kind = _COPY_TYPES[type(table.c[name].type).__name__]
+        out.append("bytea" if jsonb_as_bytes and kind == "jsonb" else kind)
+    return out
 
 
 @dataclass
@@ -99,7 +108,7 @@ class _TableStatements:
         self.first_duplicate = (
             f"SELECT _id FROM {quote_ident(self.stage)} GROUP BY _id HAVING count(*) > 1 LIMIT 1"  # noqa: S608
         )
-        self.copy_types = [_COPY_TYPES[type(self.table.c[n].type).__name__] for n in names]
+        self.copy_types = copy_types(self.table, names, jsonb_as_bytes=True)
         updates = []
         for name in names:
             if name == "_id":

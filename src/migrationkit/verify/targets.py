@@ -30,22 +30,12 @@ from migrationkit.domain.entity import Entity
 from migrationkit.mirror.feed import revision_from_export
 from migrationkit.mirror.model import MirrorDocument
 from migrationkit.mirror.rows import row_maker
+from migrationkit.mirror.writer import copy_types
 from migrationkit.schema.metadata import current_metadata, entity_table
 from migrationkit.schema.mirror_tables import mirror_table_for
 from migrationkit.schema.tables import snake_case
 
 __all__ = ["VerifyTarget", "entity_target", "mirror_target"]
-
-# PostgreSQL type names for binary COPY, by SQLAlchemy type class.
-_COPY_TYPES = {
-    "Text": "text",
-    "TIMESTAMP": "timestamptz",
-    "Double": "float8",
-    "BigInteger": "int8",
-    "Boolean": "bool",
-    "LargeBinary": "bytea",
-    "JSONB": "jsonb",
-}
 
 
 @dataclass(frozen=True)
@@ -75,14 +65,6 @@ class VerifyTarget:
     row_of: Callable[[Mapping[str, Any], str | None], tuple[Any, ...] | None]
 
 
-def _copy_types(table: Table, columns: tuple[str, ...], jsonb_as: str = "jsonb") -> tuple[str, ...]:
-    types = []
-    for name in columns:
-        kind = _COPY_TYPES[type(table.c[name].type).__name__]
-        types.append(jsonb_as if kind == "jsonb" else kind)
-    return tuple(types)
-
-
 def mirror_target(model: type[MirrorDocument]) -> VerifyTarget:
     spec = model.mirror
     table = mirror_table_for(model, current_metadata())
@@ -110,7 +92,7 @@ def mirror_target(model: type[MirrorDocument]) -> VerifyTarget:
         compared=compared,
         staged=tuple(names),
         # The row maker hands jsonb over in jsonb's binary form, as bytes.
-        copy_types=_copy_types(table, tuple(names), jsonb_as="bytea"),
+        copy_types=tuple(copy_types(table, names, jsonb_as_bytes=True)),
         live="NOT _deleted",
         changed_after="_ts > :cut",
         cut_value=lambda cut: cut,
@@ -144,7 +126,7 @@ def entity_target(model: type[Entity]) -> VerifyTarget:
         workspace="workspace_id",
         compared=staged,
         staged=staged,
-        copy_types=_copy_types(table, staged),
+        copy_types=tuple(copy_types(table, staged, jsonb_as_bytes=False)),
         live="TRUE",  # soft-deleted entities are rows in both stores
         # The entity's own clock: a write after the cut carries a later updated_at.
         changed_after="updated_at > :cut",
