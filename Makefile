@@ -51,6 +51,9 @@ bench: $(STAMP) $(NODE_STAMP)
 	cd benchmarks && ../$(BIN)/python convex_call_rate.py
 	cd benchmarks && ../$(BIN)/python apply_throughput.py
 	cd benchmarks && ../$(BIN)/python e2e_lag.py
+	cd benchmarks && ../$(BIN)/python zip_import.py --docs 100000
+	cd benchmarks && ../$(BIN)/python backfill.py --docs 100000
+	cd benchmarks && ../$(BIN)/python verify.py --docs 100000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis convex/node_modules
