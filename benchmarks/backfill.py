@@ -30,7 +30,7 @@ from _support import migrated_database
 CONFIG = '[mirror]\nschema = "bench"\nmodels = "models.py"\nworkspace_field = "teamId"\n'
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.postgres.engine import make_engine
@@ -62,7 +62,10 @@ with ConvexClient(url, admin_key=key) as client:
                 t for t in current_metadata().tables.values() if t.schema == "bench"])
         rows = Backfill(client, engine, models).run().rows
 seconds = time.perf_counter() - started
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: a child started by vfork and exec inherits its
+# parent's high-water mark in ru_maxrss.
+with open("/proc/self/status") as status:
+    peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak_kib / 1024}))
 """
 
