@@ -58,24 +58,30 @@ def cli(*args: str, url: URL, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def revision(message: str, url: URL, work: Path) -> subprocess.CompletedProcess[str]:
+    """`db revision` for the test's models.py into work/versions."""
+    versions = str(work / "versions")
+    return cli(
+        "db",
+        "revision",
+        "-m",
+        message,
+        "--versions",
+        versions,
+        "--models",
+        "models.py",
+        url=url,
+        cwd=work,
+    )
+
+
 def test_revision_then_upgrade_creates_the_mirror_tables(database: URL, tmp_path: Path) -> None:
     (tmp_path / "models.py").write_text(MODELS)
     versions = tmp_path / "versions"
     versions.mkdir()
     first = cli("db", "upgrade", "--versions", str(versions), url=database, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    made = cli(
-        "db",
-        "revision",
-        "-m",
-        "shop",
-        "--versions",
-        str(versions),
-        "--models",
-        "models.py",
-        url=database,
-        cwd=tmp_path,
-    )
+    made = revision("shop", database, tmp_path)
     assert made.returncode == 0, made.stderr
     (script,) = versions.glob("*_shop.py")
     assert "CREATE SCHEMA IF NOT EXISTS" in script.read_text()
@@ -94,18 +100,7 @@ def test_revision_then_upgrade_creates_the_mirror_tables(database: URL, tmp_path
     finally:
         engine.dispose()
     # Nothing left to compare: a second revision would be empty.
-    again = cli(
-        "db",
-        "revision",
-        "-m",
-        "again",
-        "--versions",
-        str(versions),
-        "--models",
-        "models.py",
-        url=database,
-        cwd=tmp_path,
-    )
+    again = revision("again", database, tmp_path)
     assert again.returncode == 0, again.stderr
     (second,) = versions.glob("*_again.py")
     assert "op.create_table" not in second.read_text()
@@ -115,18 +110,7 @@ def test_revision_on_a_database_behind_says_upgrade_first(database: URL, tmp_pat
     (tmp_path / "models.py").write_text(MODELS)
     versions = tmp_path / "versions"
     versions.mkdir()
-    made = cli(
-        "db",
-        "revision",
-        "-m",
-        "shop",
-        "--versions",
-        str(versions),
-        "--models",
-        "models.py",
-        url=database,
-        cwd=tmp_path,
-    )
+    made = revision("shop", database, tmp_path)
     assert made.returncode == 2
     assert "not up to date" in made.stderr
     assert made.stderr.count("\n") == 1
