@@ -1,6 +1,7 @@
 // Events: a table whose documents are one of several object shapes.
 import { v } from "convex/values";
-import { mutation, query } from "./_generated/server";
+import { mutation } from "./functions";
+import { query } from "./_generated/server";
 import { click, view } from "./schema";
 
 export const record = mutation({

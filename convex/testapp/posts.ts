@@ -1,6 +1,7 @@
 // Posts: hand-written public functions.
 import { v } from "convex/values";
-import { mutation, query } from "./_generated/server";
+import { query } from "./_generated/server";
+import { customizedMutation as mutation } from "./functions";
 import { postFields, postStatus } from "./schema";
 
 export const create = mutation({
@@ -52,6 +53,22 @@ export const view = mutation({
     const views = post.stats.views + 1n;
     await ctx.db.patch(id, { stats: { ...post.stats, views } });
     return views;
+  },
+});
+
+/** Retitles several posts in one transaction; any missing one fails them all. */
+export const retitle = mutation({
+  args: { ids: v.array(v.string()), title: v.string() },
+  returns: v.null(),
+  handler: async (ctx, { ids, title }) => {
+    for (const given of ids) {
+      const id = ctx.db.normalizeId("posts", given);
+      if (id === null || (await ctx.db.get(id)) === null) {
+        throw new Error(`no post ${given}`);
+      }
+      await ctx.db.patch(id, { title });
+    }
+    return null;
   },
 });
 

@@ -2,7 +2,8 @@
 // functions are only callable from the app that installs it).
 import { v } from "convex/values";
 import { components } from "./_generated/api";
-import { mutation, query } from "./_generated/server";
+import { mutation } from "./functions";
+import { query } from "./_generated/server";
 
 // Numbers may come as floats or Int64 (a Python client sends an int as Int64).
 const number = v.union(v.number(), v.int64());

@@ -2,6 +2,7 @@
 // Covers the value types and table kinds a migration has to handle.
 import { defineSchema, defineTable } from "convex/server";
 import { v } from "convex/values";
+import { migrationkitTables } from "./migrationkit/tables";
 
 export const role = v.union(v.literal("admin"), v.literal("member"), v.literal("guest"));
 
@@ -49,6 +50,8 @@ export default defineSchema(
     // The document validator is a union of objects.
     events: defineTable(v.union(click, view)),
     // `scratch` is written to but not declared: it has no schema.
+    // The migrationkit outbox (convex/testapp/functions.ts adopts it).
+    ...migrationkitTables,
   },
   { strictTableNameTypes: false },
 );

@@ -1,6 +1,7 @@
 // Scratch: a table the schema does not declare, holding any documents.
 import { v } from "convex/values";
-import { mutation, query } from "./_generated/server";
+import { mutation } from "./functions";
+import { query } from "./_generated/server";
 
 /** Inserts `doc`, or replaces document `id` with it. */
 export const put = mutation({

@@ -1,7 +1,8 @@
 // Users: hand-written public functions.
 import { ConvexError, v } from "convex/values";
 import { components } from "./_generated/api";
-import { mutation, query } from "./_generated/server";
+import { mutation } from "./functions";
+import { query } from "./_generated/server";
 import { profile, role, userFields } from "./schema";
 
 export const create = mutation({
@@ -50,6 +51,16 @@ export const update = mutation({
       ...(age === undefined ? {} : { age: age ?? undefined }),
       ...(avatar === undefined ? {} : { avatar: avatar ?? undefined }),
     });
+    return null;
+  },
+});
+
+/** Replaces the user's document whole. */
+export const replace = mutation({
+  args: { id: v.id("users"), user: v.object(userFields) },
+  returns: v.null(),
+  handler: async (ctx, { id, user }) => {
+    await ctx.db.replace(id, user);
     return null;
   },
 });

@@ -24,12 +24,15 @@ from migrationkit.adapters.postgres.database_url import (
 )
 from migrationkit.adapters.postgres.dead_letters import DeadLetterStore
 from migrationkit.adapters.postgres.engine import make_engine
+from migrationkit.app_outbox import codegen as app_outbox_codegen
 from migrationkit.cutover.control import CutoverControl
 from migrationkit.cutover.gates import Thresholds
 from migrationkit.cutover.stages import Stage
 from migrationkit.doctor import cli as doctor_cli
 from migrationkit.errors import ConfigurationError, MigrationKitError
 from migrationkit.mirror import cli_backfill, cli_import, cli_introspect, cli_verify
+from migrationkit.mirror.cli_support import ConfigOption, mirror_config
+from migrationkit.mirror.loading import selected_models
 from migrationkit.schema import convex_codegen
 
 app = typer.Typer(no_args_is_help=True, help="Move a product from Convex to PostgreSQL.")
@@ -160,6 +163,34 @@ def codegen_convex(
         out_console.print(f"{out} is up to date")
         return
     for path in convex_codegen.write(out):
+        out_console.print(f"wrote {path}")
+
+
+@codegen_app.command("app-outbox")
+def codegen_app_outbox(
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="A folder of the app's Convex directory (convex/migrationkit)."),
+    ],
+    config: ConfigOption = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; fail if the files are out of date.")
+    ] = False,
+) -> None:
+    """Write the outbox an existing app adopts: tables.ts, wrap.ts, outbox.ts, config.ts.
+
+    The tracked tables are the app's own tables the mirror config selects.
+    See docs/app-outbox.md for the two edits that adopt it.
+    """
+    models = selected_models(mirror_config(config))
+    if check:
+        stale = app_outbox_codegen.stale_files(out, models)
+        if stale:
+            typer.echo(f"out of date in {out}: {', '.join(stale)}", err=True)
+            raise typer.Exit(1)
+        out_console.print(f"{out} is up to date")
+        return
+    for path in app_outbox_codegen.write(out, models):
         out_console.print(f"wrote {path}")
 
 

@@ -33,7 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from migrationkit.errors import ConfigurationError
 
-__all__ = ["MirrorConfig", "TableConfig", "load_config"]
+__all__ = ["KIT_TABLES", "MirrorConfig", "TableConfig", "load_config"]
+
+#: The outbox's own tables in an app that adopted it (``codegen app-outbox``):
+#: bookkeeping, never mirrored.
+KIT_TABLES = frozenset({"migrationkitOutbox", "migrationkitIdMap"})
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -75,7 +79,7 @@ class MirrorConfig(BaseModel):
 
     def selects(self, qualified_name: str) -> bool:
         """Whether the Convex table (``t`` or ``component/t``) is mirrored."""
-        if qualified_name in self.exclude_tables:
+        if qualified_name in self.exclude_tables or qualified_name in KIT_TABLES:
             return False
         return self.tables is None or qualified_name in self.tables
 

@@ -1,0 +1,35 @@
+// The tables the migrationkit outbox keeps in the app's own deployment.
+// Spread them into the app's schema: defineSchema({ ...appTables, ...migrationkitTables }).
+import { defineTable } from "convex/server";
+import { v } from "convex/values";
+
+export const migrationkitTables = {
+  // One row per write to a tracked table, written in the write's own
+  // transaction. `rev` orders the revisions of one document; `doc` is the
+  // document after the write (system fields apart), null for a delete.
+  migrationkitOutbox: defineTable({
+    table: v.string(),
+    docId: v.string(),
+    // The document's PostgreSQL _id when it was created there (rollback).
+    externalId: v.optional(v.string()),
+    op: v.union(v.literal("insert"), v.literal("patch"), v.literal("replace"), v.literal("delete")),
+    rev: v.int64(),
+    doc: v.union(v.any(), v.null()),
+    creationTime: v.optional(v.number()),
+    // pending: for the worker; done: the worker has it in PostgreSQL;
+    // applied: written here from PostgreSQL (kept as the revision record).
+    status: v.union(v.literal("pending"), v.literal("done"), v.literal("applied")),
+    at: v.number(),
+  })
+    .index("by_status", ["status"])
+    .index("by_doc", ["table", "docId", "rev"]),
+  // Documents created in PostgreSQL (during the rollback window) and the
+  // Convex _id they were given here.
+  migrationkitIdMap: defineTable({
+    table: v.string(),
+    externalId: v.string(),
+    docId: v.string(),
+  })
+    .index("by_external", ["table", "externalId"])
+    .index("by_doc", ["table", "docId"]),
+};
