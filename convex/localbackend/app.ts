@@ -16,7 +16,7 @@
  *   POST /_test/json_schemas_error      admin; not part of Convex (json_schemas refuses with a code)
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { callerOf, requireAdmin, type Caller } from "./auth.ts";
+import { callerOf, requireAdmin, type AuthConfig, type Caller } from "./auth.ts";
 import type { Backend, CallResult, JsonSchemasError } from "./backend.ts";
 import { DELTAS_PAGE_LIMIT, SNAPSHOT_PAGE_LIMIT, type Doc, type TableRef } from "./commitlog.ts";
 import {
@@ -39,13 +39,13 @@ export const VERSION = "convex-localbackend (convex-test 0.0.60, convex 1.48.0)"
 
 type Params = Record<string, unknown>;
 
-export function requestHandler(backend: Backend, adminKey: string) {
+export function requestHandler(backend: Backend, auth: AuthConfig) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const scope = newScope(backend.currentGeneration);
     void requestScope.run(scope, async () => {
       try {
         const url = new URL(req.url ?? "/", "http://127.0.0.1");
-        await route(backend, adminKey, req, res, url);
+        await route(backend, auth, req, res, url);
       } catch (e) {
         if (e instanceof HttpError) {
           sendError(res, e);
@@ -62,14 +62,14 @@ export function requestHandler(backend: Backend, adminKey: string) {
 
 async function route(
   backend: Backend,
-  adminKey: string,
+  auth: AuthConfig,
   req: IncomingMessage,
   res: ServerResponse,
   url: URL,
 ): Promise<void> {
   const method = req.method ?? "GET";
   const path = url.pathname;
-  const caller = () => callerOf(req.headers.authorization, adminKey);
+  const caller = () => callerOf(req.headers.authorization, auth);
   const only = (...methods: string[]) => {
     if (!methods.includes(method)) {
       throw new HttpError(405, "MethodNotAllowed", `${method} is not allowed on ${path}`);

@@ -4,6 +4,7 @@
  *
  *   CONVEX_ADMIN_KEY=... node --import tsx localbackend/server.ts \
  *       [--port 3210] [--functions ../functions] [--retention-ms 172800000]
+ *       [--accept-unverified-jwt]
  *
  * When it is listening it prints exactly one line to stdout, `{"port": N}`
  * (so `--port 0` can pick any free port and tell the caller which).
@@ -14,6 +15,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { requestHandler } from "./app.ts";
+import { ACCEPT_UNVERIFIED_JWT_FLAG, configuredAdminKey, type AdminKey } from "./auth.ts";
 import { Backend } from "./backend.ts";
 import { captureConsole } from "./scope.ts";
 
@@ -29,13 +31,22 @@ const USAGE = `usage: CONVEX_ADMIN_KEY=<key> node --import tsx localbackend/serv
                      relative DIR is looked up from the current directory,
                      then from localbackend/ (so ../testapp works from convex/)
   --retention-ms N   how far back document_deltas and list_snapshot may read
-                     (default ${DEFAULT_RETENTION_MS}, two days)`;
+                     (default ${DEFAULT_RETENTION_MS}, two days)
+  ${ACCEPT_UNVERIFIED_JWT_FLAG}
+                     for tests: accept \`Authorization: Bearer <JWT>\` and take
+                     its claims as the user identity WITHOUT verifying it
+                     (by default such tokens are refused: there is no auth
+                     provider here to verify them)
+
+CONVEX_ADMIN_KEY is \`[<type>:][<instance name>|]<secret>\` (e.g. prod:name|secret);
+callers may send it with or without the \`<type>:\` prefix.`;
 
 interface Options {
   port: number;
   functionsDir: string;
   retentionMs: number;
-  adminKey: string;
+  adminKey: AdminKey;
+  acceptUnverifiedJwt: boolean;
 }
 
 function fail(message: string): never {
@@ -52,6 +63,7 @@ function parseOptions(argv: string[]): Options {
         port: { type: "string", default: "3210" },
         functions: { type: "string", default: path.join(HERE, "..", "functions") },
         "retention-ms": { type: "string", default: String(DEFAULT_RETENTION_MS) },
+        "accept-unverified-jwt": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -71,11 +83,19 @@ function parseOptions(argv: string[]): Options {
   if (!Number.isFinite(retentionMs) || retentionMs < 0) {
     fail(`--retention-ms must be a number >= 0, got ${values["retention-ms"]}`);
   }
-  const adminKey = process.env.CONVEX_ADMIN_KEY ?? "";
-  if (adminKey.trim() === "") {
-    fail("CONVEX_ADMIN_KEY is not set: the backend needs an admin key to check callers against");
+  let adminKey: AdminKey;
+  try {
+    adminKey = configuredAdminKey(process.env.CONVEX_ADMIN_KEY ?? "");
+  } catch (e) {
+    fail((e as Error).message);
   }
-  return { port, functionsDir: functionsDir(values.functions!), retentionMs, adminKey };
+  return {
+    port,
+    functionsDir: functionsDir(values.functions!),
+    retentionMs,
+    adminKey,
+    acceptUnverifiedJwt: values["accept-unverified-jwt"] === true,
+  };
 }
 
 /**
@@ -101,7 +121,15 @@ async function main(): Promise<void> {
   } catch (e) {
     fail(`cannot load functions from ${options.functionsDir}: ${(e as Error).message}`);
   }
-  const server = createServer(requestHandler(backend, options.adminKey));
+  if (options.acceptUnverifiedJwt) {
+    process.stderr.write(
+      `local backend: WARNING: ${ACCEPT_UNVERIFIED_JWT_FLAG}: Bearer JWTs are accepted WITHOUT verification; ` +
+        "anyone can claim any identity (tests only)\n",
+    );
+  }
+  const server = createServer(
+    requestHandler(backend, { adminKey: options.adminKey, acceptUnverifiedJwt: options.acceptUnverifiedJwt }),
+  );
   server.keepAliveTimeout = 60_000;
   server.on("error", (e) => fail(`cannot listen on 127.0.0.1:${options.port}: ${e.message}`));
   server.listen(options.port, "127.0.0.1", () => {

@@ -5,7 +5,8 @@ import { ADMIN, startBackend, type Backend } from "./harness.ts";
 
 let backend: Backend;
 before(async () => {
-  backend = await startBackend();
+  // The bearer-token test below needs JWTs accepted (unverified).
+  backend = await startBackend(["--accept-unverified-jwt"]);
 });
 after(async () => {
   await backend.stop();
