@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from migrationkit import __version__
 from migrationkit.adapters.postgres import migrations
 from migrationkit.adapters.postgres.database_url import (
     ENV_VAR,
@@ -199,7 +200,7 @@ def worker_command() -> None:
     """Run the outbox worker (`python -m migrationkit.worker`), configured from the environment."""
     from migrationkit.worker import main as worker_main
 
-    raise typer.Exit(worker_main())
+    raise typer.Exit(worker_main([]))
 
 
 def _dead_letters() -> DeadLetterStore:
@@ -339,6 +340,24 @@ def cutover_rollback(
         entity=entity, workspace=workspace, force=force, by=_operator(), reason=reason
     )
     out_console.print(f"{entity}/{workspace}: {previous} -> {target}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"migrationkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Move a product from Convex to PostgreSQL."""
 
 
 def main() -> None:

@@ -8,34 +8,79 @@ resync, a permission refused).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from contextlib import ExitStack
 
 from pydantic import ValidationError
 
+import migrationkit
 from migrationkit.bootstrap import build_pipeline
 from migrationkit.errors import MigrationKitError
 from migrationkit.observability.http import MetricsServer
 from migrationkit.observability.verify_metrics import VerifyCollector
+from migrationkit.outbox import settings as settings_module
 from migrationkit.outbox.settings import WorkerSettings
 
 log = logging.getLogger("migrationkit.worker")
+
+
+def _variable(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    info = WorkerSettings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    choices = getattr(alias, "choices", None)
+    if choices:
+        return str(choices[0])
+    return f"MIGRATIONKIT_{field.upper()}"
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per bad setting, naming its environment variable."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:
+            lines.append(message)  # a rule across settings names its variables itself
+        elif error["type"] == "missing":
+            lines.append(f"{_variable(str(error['loc'][0]))} is not set")
+        else:
+            lines.append(f"{_variable(str(error['loc'][0]))}: {message}")
+    return lines
 
 
 def _settings() -> WorkerSettings | None:
     try:
         return WorkerSettings()  # filled from the environment
     except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            where = ".".join(str(p) for p in error["loc"]) or "settings"
-            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        for line in settings_errors(exc):
+            print(f"error: {line}", file=sys.stderr)
         return None
 
 
-def main() -> int:
+def _parse_args(argv: Sequence[str] | None) -> None:
+    """``--help`` and ``--version`` answer with no environment at all."""
+    parser = argparse.ArgumentParser(
+        prog="python -m migrationkit.worker",
+        description="The migrationkit worker: applies changes from one store to the other."
+        " Configured from the environment (or a .env file):",
+        epilog=(settings_module.__doc__ or "").split("\n", 1)[1].rstrip()
+        + "\n\nSIGTERM/SIGINT finish the current batch, then exit 0. Exit codes: 2 bad"
+        " settings, 3 the pipeline cannot go on (resync needed, permission refused).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"migrationkit {migrationkit.__version__}"
+    )
+    parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
