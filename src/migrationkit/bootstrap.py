@@ -24,6 +24,7 @@ from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.outbox_source import PgOutboxSource
 from migrationkit.mirror.config import load_config
 from migrationkit.mirror.loading import selected_models
+from migrationkit.mirror.reverse import ConvexMirrorApplier, RoutingSink
 from migrationkit.mirror.tail import MirrorTail
 from migrationkit.observability.metrics import PipelineMetrics
 from migrationkit.outbox.settings import WorkerSettings
@@ -87,6 +88,11 @@ def build_pipeline(settings: WorkerSettings, stack: ExitStack) -> Pipeline:
             max_attempts=settings.max_attempts,
         )
         sink = ConvexApplier(convex)
+        if settings.mirror_config is not None:
+            # An existing app's mirror tables too (the rollback window):
+            # their captured writes share the outbox with the kit's entities.
+            models = selected_models(load_config(settings.mirror_config))
+            sink = RoutingSink(mirror=ConvexMirrorApplier(convex, models), entities=sink)
     dead_letters = DeadLetterStore(engine)
     config = WorkerConfig(
         batch_size=settings.batch_size,

@@ -215,6 +215,9 @@ class MirrorWriter:
         driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
         with driver_errors(conn), driver.cursor() as cursor:
             fast_bytea(cursor)
+            # The capture triggers (migration 0008) skip this transaction: a
+            # revision from Convex must not be sent back to Convex as new.
+            cursor.execute("SELECT set_config('migrationkit.replicating', 'on', true)")
             if snapshot:
                 cursor.execute(sql.lock)
                 empty = cursor.execute(sql.is_empty).fetchone()

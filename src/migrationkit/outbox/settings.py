@@ -6,7 +6,9 @@ CONVEX_DEPLOY_KEY             admin or deploy key (never logged)
 MIGRATIONKIT_DIRECTION        convex_to_pg (default) | pg_to_convex
 MIGRATIONKIT_SOURCE           convex_outbox (default) | convex_deltas | pg_outbox
                               | convex_mirror (mirror tables: needs MIGRATIONKIT_MIRROR_CONFIG)
-MIGRATIONKIT_MIRROR_CONFIG    the mirror config file (TOML) naming the models module
+MIGRATIONKIT_MIRROR_CONFIG    the mirror config file (TOML) naming the models module: needed by
+                              convex_mirror; with pg_outbox, the application's writes to the
+                              mirror tables go back to the app's Convex tables as well
 MIGRATIONKIT_BATCH_SIZE       changes per batch (default 500)
 MIGRATIONKIT_POLL_MIN / _MAX  idle poll interval bounds in seconds (0.05 / 2.0)
 MIGRATIONKIT_MAX_ATTEMPTS     tries of a failing change before dead-lettering (5)
