@@ -22,12 +22,13 @@ from migrationkit.adapters.postgres.cursors import CursorStore
 from migrationkit.adapters.postgres.dead_letters import DeadLetterStore
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.outbox_source import PgOutboxSource
+from migrationkit.mirror.app_outbox_tail import AppOutboxTail
 from migrationkit.mirror.config import load_config
 from migrationkit.mirror.loading import selected_models
 from migrationkit.mirror.reverse import ConvexMirrorApplier, RoutingSink
 from migrationkit.mirror.tail import MirrorTail
 from migrationkit.observability.metrics import PipelineMetrics
-from migrationkit.outbox.settings import WorkerSettings
+from migrationkit.outbox.settings import MIRROR_SOURCES, WorkerSettings
 from migrationkit.outbox.worker import Backoff, PollInterval, Worker, WorkerConfig
 from migrationkit.ports.changes import ChangeSink, ChangeSource
 
@@ -65,11 +66,22 @@ def build_pipeline(settings: WorkerSettings, stack: ExitStack) -> Pipeline:
     key = settings.convex_deploy_key.get_secret_value() if settings.convex_deploy_key else None
     convex = stack.enter_context(ConvexClient(settings.convex_url, admin_key=key))
 
-    if settings.source == "convex_mirror":
+    if settings.source in MIRROR_SOURCES:
         assert settings.mirror_config is not None  # checked by the settings
         models = selected_models(load_config(settings.mirror_config))
         poll = PollInterval(settings.poll_min, settings.poll_max)
-        tail = MirrorTail(convex, engine, models, metrics=PipelineMetrics(), poll=poll)
+        tail: MirrorTail
+        if settings.source == "convex_app_outbox":
+            tail = AppOutboxTail(
+                convex,
+                engine,
+                models,
+                batch_size=settings.batch_size,
+                metrics=PipelineMetrics(),
+                poll=poll,
+            )
+        else:
+            tail = MirrorTail(convex, engine, models, metrics=PipelineMetrics(), poll=poll)
         return Pipeline(engine, convex, runner=tail)
 
     source: ChangeSource

@@ -33,6 +33,8 @@ from migrationkit.mirror.loading import selected_models
 from migrationkit.mirror.model import MirrorDocument
 from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
 
+REPLICATING = "SELECT set_config('migrationkit.replicating', 'on', true)"
+
 CONFIG = """\
 [mirror]
 schema = "app_convex"
@@ -181,7 +183,10 @@ def existing_app(console: Console, database_url: URL) -> bool:
             f" the worker stopped with exit code {code}"
         )
         # A planted difference, for verify to find.
+        # Planted as a faulty writer would (not captured as an application's
+        # write, which would go to Convex instead).
         with engine_for(database_url) as engine, engine.begin() as conn:
+            conn.exec_driver_sql(REPLICATING)
             planted = conn.exec_driver_sql(
                 "UPDATE app_convex.users SET name = 'tampered' WHERE _id ="
                 " (SELECT min(_id) FROM app_convex.users) RETURNING _id"
@@ -191,6 +196,7 @@ def existing_app(console: Console, database_url: URL) -> bool:
             [sys.executable, "-m", "migrationkit.cli", "verify", "--settle", "0"], cwd=work, env=env
         )
         with engine_for(database_url) as engine, engine.begin() as conn:
+            conn.exec_driver_sql(REPLICATING)
             conn.exec_driver_sql(
                 "UPDATE app_convex.users SET name = %(name)s WHERE _id = %(id)s",
                 {"name": convex["users"][planted]["name"], "id": planted},

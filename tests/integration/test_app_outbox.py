@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,9 @@ from migrationkit.adapters.convex.streaming_export import StreamingExport
 from migrationkit.errors import BadReply, FunctionFailed
 from migrationkit.mirror.app_outbox_tail import PENDING, AppOutboxTail, revision_from_outbox
 from migrationkit.mirror.writer import MirrorWriter
-from migrationkit.testing.convex_backend import convex_dir
+from migrationkit.testing.convex_backend import LocalConvexBackend, convex_dir
 
+from .test_zip_import_backend import export_zip
 from .testapp_support import (
     Deployment,
     cli_env,
@@ -159,6 +164,52 @@ def test_a_mutation_that_throws_leaves_no_outbox_row(
     # A write in the same transaction as a component's: only the app's table is tracked.
     testapp_client.mutation("users:createLimited", {"user": user(2), "max": 5})
     assert [r["table"] for r in outbox_rows(testapp_client)].count("users") == 2
+
+
+def test_without_streaming_export_an_export_zip_then_the_worker_on_the_outbox(
+    testapp: LocalConvexBackend, testapp_client: ConvexClient, deployment: Deployment
+) -> None:
+    """The path for a deployment below the Pro plan: the app has adopted the
+    wrapper; the first copy comes from an export ZIP; the worker follows the
+    outbox, with no streaming export at all."""
+    writes = MixedWrites(testapp_client, seed=8)
+    writes.run(60)
+    testapp.set_streaming_export(False)
+    try:
+        path = export_zip(testapp, deployment.workdir / "export.zip", format="uniform")
+        env = cli_env(testapp, deployment.url)
+        done = migrationkit("import", str(path), env=env, cwd=deployment.workdir)
+        assert done.returncode == 0, done.stderr
+        worker_env = env | {
+            "MIGRATIONKIT_SOURCE": "convex_app_outbox",
+            "MIGRATIONKIT_MIRROR_CONFIG": str(deployment.workdir / "migrationkit.toml"),
+            "MIGRATIONKIT_METRICS_PORT": "-1",
+            "MIGRATIONKIT_POLL_MAX": "0.2",
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "migrationkit.worker"],
+            env=worker_env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            for n in range(200, 340):
+                writes.step(n)
+            deadline = time.monotonic() + 60
+            while testapp_client.query("migrationkit/outbox:stats", {"limit": 1000})["pending"]:
+                assert time.monotonic() < deadline, "the worker did not drain the outbox"
+                time.sleep(0.2)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, log = worker.communicate(timeout=30)
+        assert worker.returncode == 0, log
+        assert "via convex_app_outbox" in log
+    finally:
+        testapp.set_streaming_export(True)
+    convex = convex_documents(testapp_client)
+    postgres = postgres_documents(deployment.engine, deployment.models)
+    for table in ("users", "posts"):
+        assert postgres[table] == convex[table], f"{table} differs"
 
 
 def test_a_malformed_outbox_row_is_a_typed_error() -> None:

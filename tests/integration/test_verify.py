@@ -53,7 +53,11 @@ def one_id(deployment: Deployment, table: str) -> str:
 
 
 def execute(deployment: Deployment, sql: str, **params: object) -> None:
+    """A fault planted as the kit's own writer would make it (a bug, a bad restore):
+    an application's write would be captured, stamped with a new ``_ts`` and sent
+    to Convex instead (docs/mirror-tables.md)."""
     with deployment.engine.begin() as conn:
+        conn.execute(text("SELECT set_config('migrationkit.replicating', 'on', true)"))
         conn.execute(text(sql), params)
 
 

@@ -5,10 +5,13 @@ CONVEX_URL                    the Convex deployment (or the local backend)
 CONVEX_DEPLOY_KEY             admin or deploy key (never logged)
 MIGRATIONKIT_DIRECTION        convex_to_pg (default) | pg_to_convex
 MIGRATIONKIT_SOURCE           convex_outbox (default) | convex_deltas | pg_outbox
-                              | convex_mirror (mirror tables: needs MIGRATIONKIT_MIRROR_CONFIG)
+                              | convex_mirror (mirror tables, from the change feed)
+                              | convex_app_outbox (mirror tables, from the outbox an
+                              existing app writes in its own mutations: docs/app-outbox.md)
 MIGRATIONKIT_MIRROR_CONFIG    the mirror config file (TOML) naming the models module: needed by
-                              convex_mirror; with pg_outbox, the application's writes to the
-                              mirror tables go back to the app's Convex tables as well
+                              convex_mirror and convex_app_outbox; with pg_outbox, the
+                              application's writes to the mirror tables go back to the
+                              app's Convex tables as well
 MIGRATIONKIT_BATCH_SIZE       changes per batch (default 500)
 MIGRATIONKIT_POLL_MIN / _MAX  idle poll interval bounds in seconds (0.05 / 2.0)
 MIGRATIONKIT_MAX_ATTEMPTS     tries of a failing change before dead-lettering (5)
@@ -27,6 +30,9 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Sources that feed the mirror tables of an existing app.
+MIRROR_SOURCES = ("convex_mirror", "convex_app_outbox")
+
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -44,9 +50,9 @@ class WorkerSettings(BaseSettings):
         validation_alias=AliasChoices("CONVEX_DEPLOY_KEY", "MIGRATIONKIT_CONVEX_DEPLOY_KEY"),
     )
     direction: Literal["convex_to_pg", "pg_to_convex"] = "convex_to_pg"
-    source: Literal["convex_outbox", "convex_deltas", "pg_outbox", "convex_mirror"] = (
-        "convex_outbox"
-    )
+    source: Literal[
+        "convex_outbox", "convex_deltas", "pg_outbox", "convex_mirror", "convex_app_outbox"
+    ] = "convex_outbox"
     mirror_config: Path | None = None
     batch_size: int = Field(default=500, ge=1, le=10_000)
     poll_min: float = Field(default=0.05, gt=0)
@@ -61,7 +67,12 @@ class WorkerSettings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         expected = {
-            "convex_to_pg": ("convex_outbox", "convex_deltas", "convex_mirror"),
+            "convex_to_pg": (
+                "convex_outbox",
+                "convex_deltas",
+                "convex_mirror",
+                "convex_app_outbox",
+            ),
             "pg_to_convex": ("pg_outbox",),
         }
         if self.source not in expected[self.direction]:
@@ -71,9 +82,9 @@ class WorkerSettings(BaseSettings):
             )
         if self.poll_max < self.poll_min:
             raise ValueError("MIGRATIONKIT_POLL_MAX must be at least MIGRATIONKIT_POLL_MIN")
-        if self.source == "convex_mirror" and self.mirror_config is None:
+        if self.source in MIRROR_SOURCES and self.mirror_config is None:
             raise ValueError(
-                "MIGRATIONKIT_MIRROR_CONFIG is not set: the convex_mirror source needs the"
+                f"MIGRATIONKIT_MIRROR_CONFIG is not set: the {self.source} source needs the"
                 " mirror config file"
             )
         if self.convex_url is None:
