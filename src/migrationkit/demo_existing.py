@@ -182,9 +182,8 @@ def existing_app(console: Console, database_url: URL) -> bool:
             f"{counter[0]} writes arrived during the backfill and the tail;"
             f" the worker stopped with exit code {code}"
         )
-        # A planted difference, for verify to find.
-        # Planted as a faulty writer would (not captured as an application's
-        # write, which would go to Convex instead).
+        # A planted difference, for verify to find, planted as a faulty writer
+        # would (an application's write is captured and goes to Convex instead).
         with engine_for(database_url) as engine, engine.begin() as conn:
             conn.exec_driver_sql(REPLICATING)
             planted = conn.exec_driver_sql(
@@ -205,4 +204,83 @@ def existing_app(console: Console, database_url: URL) -> bool:
         clean = subprocess.run(
             [sys.executable, "-m", "migrationkit.cli", "verify"], cwd=work, env=env
         )
-    return in_step and code == 0 and found.returncode == 1 and clean.returncode == 0
+        drained = _drain_app_outbox(console, client, env, work)
+        rolled_back = _roll_back_a_write(console, client, database_url, env, work)
+    return (
+        in_step
+        and code == 0
+        and found.returncode == 1
+        and clean.returncode == 0
+        and drained
+        and rolled_back
+    )
+
+
+def _worker(env: dict[str, str], work: Path, **settings: str) -> subprocess.Popen[bytes]:
+    worker_env = env | {
+        "MIGRATIONKIT_MIRROR_CONFIG": str(work / "migrationkit.toml"),
+        "MIGRATIONKIT_METRICS_PORT": "-1",
+        "MIGRATIONKIT_POLL_MAX": "0.2",
+        **{f"MIGRATIONKIT_{k.upper()}": v for k, v in settings.items()},
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "migrationkit.worker"], env=worker_env, stderr=subprocess.DEVNULL
+    )
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> int:
+    worker.terminate()
+    return worker.wait(timeout=30)
+
+
+def _drain_app_outbox(
+    console: Console, client: ConvexClient, env: dict[str, str], work: Path
+) -> bool:
+    """The app adopted the outbox (convex/testapp/functions.ts): its own
+    mutations recorded every write; a worker on that outbox needs no
+    streaming export at all."""
+    console.rule("[bold]the outbox inside the app's own mutations (no streaming export needed)")
+    pending = int(client.query("migrationkit/outbox:stats", {"limit": 1000})["pending"])
+    console.print(
+        f"the app's wrapped mutations recorded {pending} outbox rows"
+        " (`migrationkit codegen app-outbox`, adopted in functions.ts)"
+    )
+    console.print("starting the worker on them: MIGRATIONKIT_SOURCE=convex_app_outbox")
+    worker = _worker(env, work, source="convex_app_outbox")
+    try:
+        drained = _wait_until(
+            lambda: client.query("migrationkit/outbox:stats", {"limit": 1000})["pending"] == 0, 60
+        )
+    finally:
+        code = _stop(worker)
+    console.print(
+        f"outbox drained: {'yes' if drained else 'no'}; rows already applied from the change"
+        f" feed were older or equal and changed nothing (worker exit code {code})"
+    )
+    return drained and code == 0
+
+
+def _roll_back_a_write(
+    console: Console, client: ConvexClient, database_url: URL, env: dict[str, str], work: Path
+) -> bool:
+    """pg_primary for the app: a write made in PostgreSQL reaches the app's own
+    table through its generated `migrationkit/outbox:apply`."""
+    console.rule("[bold]the way back: a PostgreSQL write into the app's own Convex table")
+    with engine_for(database_url) as engine, engine.begin() as conn:
+        target = conn.exec_driver_sql(
+            "UPDATE app_convex.users SET name = 'written in PostgreSQL' WHERE _id ="
+            " (SELECT max(_id) FROM app_convex.users WHERE NOT _deleted) RETURNING _id"
+        ).scalar_one()
+    console.print(f"an application's UPDATE of app_convex.users, user {target}")
+    console.print("starting the worker the other way: MIGRATIONKIT_DIRECTION=pg_to_convex")
+    worker = _worker(env, work, direction="pg_to_convex", source="pg_outbox")
+    try:
+        seen = _wait_until(
+            lambda: client.query("users:get", {"id": target})["name"] == "written in PostgreSQL",
+            60,
+        )
+    finally:
+        code = _stop(worker)
+    name = client.query("users:get", {"id": target})["name"]
+    console.print(f"the app's own query users:get answers {name!r} (worker exit code {code})")
+    return seen and code == 0
