@@ -277,3 +277,24 @@ def test_the_generated_folder_in_the_test_app_is_current(
     )
     assert done.returncode == 1 and "config.ts" in done.stderr
     shutil.rmtree(fresh)
+
+
+def test_every_form_of_a_write_is_recorded_in_order(
+    testapp_client: ConvexClient, deployment: Deployment
+) -> None:
+    doc_id = testapp_client.mutation("forms:everyForm", {"user": user(3)})
+    rows = [r for r in outbox_rows(testapp_client) if r["docId"] == doc_id]
+    assert [r["op"] for r in rows] == ["insert", "patch", "patch", "replace", "delete"]
+    revs = [r["rev"] for r in rows]
+    # One mutation, one clock reading: each write still gets its own revision.
+    assert revs == sorted(revs) and len(set(revs)) == 5
+    assert [r["doc"]["name"] if r["doc"] else None for r in rows] == [
+        "User 3",
+        "patched with the table named",
+        "patched by id alone",
+        "replaced with the table named",
+        None,
+    ]
+    tail = AppOutboxTail(testapp_client, deployment.engine, deployment.models)
+    assert drain(tail) == 5
+    assert doc_id not in postgres_documents(deployment.engine, deployment.models)["users"]
