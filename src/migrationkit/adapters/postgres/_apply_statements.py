@@ -23,10 +23,10 @@ Why this is correct under duplicates and reordering:
   transactions inserting one event id, the second waits for the first and
   then skips it (or, if the first rolled back, takes it). So an event is
   applied by exactly one committed transaction, and a replay is a no-op.
-* Only the highest fresh version per entity is written (``DISTINCT ON``
-  ordered by version descending): a lower one would be overwritten by it
-  anyway, and ``ON CONFLICT DO UPDATE`` must not touch a row twice in one
-  statement.
+* Only the newest fresh change per entity is written (``DISTINCT ON``
+  ordered by incarnation, then version, descending): an older one would be
+  overwritten by it anyway, and ``ON CONFLICT DO UPDATE`` must not touch a
+  row twice in one statement.
 * The version guard is the ``WHERE`` of ``DO UPDATE``: the stored row's
   ``version`` against the change's (the entity's own counter, which the
   staging step checked equals ``data["version"]``), whichever path the
@@ -37,6 +37,14 @@ Why this is correct under duplicates and reordering:
   version is the maximum of every version applied, whatever order they
   came in. A soft delete is such a row with ``deleted_at`` set, so an older
   upsert arriving after it loses the comparison and cannot resurrect it.
+* The recreated-id rule: the comparison is of (incarnation, version), the
+  incarnation being ``created_at`` to the millisecond. An id purged (hard
+  deleted) and then created again starts a new life at version 1 with a
+  later ``created_at``; it wins over whatever the old life left here (its
+  tombstone at version N, or a late change of it), and an old life's
+  change never overwrites the new one. ``created_at`` is set once per life
+  and copied unchanged by every write and every store, so within one life
+  this is the plain version comparison.
 * Nothing here bumps ``version`` or writes an outbox row: the row is a
   copy of the source's, and an outbox row would echo it back to its source.
 * Purges run after every write of the batch (a separate statement sees the
@@ -68,6 +76,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Dialect
@@ -87,6 +96,12 @@ from migrationkit.schema.metadata import metadata
 from migrationkit.schema.outbox_tables import processed_events_table
 
 _INBOX_COLUMNS = ["consumer", "event_id", "workspace_id", "entity", "entity_id", "version"]
+
+
+def _incarnation(created_at: Any) -> Any:
+    """Which life of an id a row is: its ``created_at``, to the millisecond
+    (what both stores keep: Convex holds float milliseconds)."""
+    return func.date_trunc("milliseconds", created_at)
 
 
 def _builtin_oid(column: Column[Any], dialect: Dialect) -> int:
@@ -162,7 +177,13 @@ class EntityStatements:
             .join(claimed, claimed.c.event_id == s[EVENT_ID])
             .where(s[ORD] >= first)
             .distinct(s.workspace_id.collate("C"), s.id.collate("C"))
-            .order_by(s.workspace_id.collate("C"), s.id.collate("C"), s[VERSION].desc(), s[ORD])
+            .order_by(
+                s.workspace_id.collate("C"),
+                s.id.collate("C"),
+                _incarnation(s.created_at).desc(),
+                s[VERSION].desc(),
+                s[ORD],
+            )
             .cte("winners")
         )
         data = list(stage.columns.values())
@@ -180,7 +201,8 @@ class EntityStatements:
             insert.on_conflict_do_update(
                 index_elements=[target.c.workspace_id, target.c.id],
                 set_=assignments,
-                where=target.c.version < insert.excluded.version,
+                where=tuple_(_incarnation(target.c.created_at), target.c.version)
+                < tuple_(_incarnation(insert.excluded.created_at), insert.excluded.version),
             )
             .returning(target.c.id)
             .cte("written")
