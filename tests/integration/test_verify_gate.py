@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -168,6 +169,8 @@ def test_the_cli_verifies_with_json_and_its_exit_code(
     document = json.loads(equal.stdout)
     assert document["passed"] is True
     assert document["tables"][0]["convex_rows"] == 40
+    # Not a terminal: progress is plain lines on stderr, stdout stays JSON.
+    assert re.search(r"^lead: done, 40 rows, [\d,]+ rows/s$", equal.stderr, re.M), equal.stderr
     with clean_postgres.begin() as conn:
         conn.execute(
             text("UPDATE leads SET email = 'x@y.example' WHERE id = (SELECT min(id) FROM leads)")

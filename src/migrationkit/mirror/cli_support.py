@@ -97,9 +97,12 @@ def database_url(given: str | None) -> str:
 class RowProgress:
     """Rows copied per table: a live bar on a terminal, log lines otherwise."""
 
-    def __init__(self, progress: Progress | None, console: Console) -> None:
+    def __init__(
+        self, progress: Progress | None, console: Console, action: str = "copying"
+    ) -> None:
         self._progress = progress
         self._console = console
+        self._action = action
         self._tasks: dict[str, TaskID] = {}
         self._started: dict[str, tuple[float, int]] = {}
         self._last_line: dict[str, float] = {}
@@ -128,7 +131,7 @@ class RowProgress:
         if rate is None:
             elapsed = now - start[0]
             rate = (rows - start[1]) / elapsed if elapsed > 0 else 0.0
-        state = "done" if done else "copying"
+        state = "done" if done else self._action
         line = f"{table}: {state}, {rows} rows, {rate:,.0f} rows/s"
         if total and not done and rate > 0:
             line += f", about {max(0, total - rows) / rate:,.0f}s left of ~{total} rows"
@@ -142,10 +145,13 @@ class _RowsPerSecond(ProgressColumn):
 
 
 @contextmanager
-def row_progress(console: Console | None = None) -> Iterator[RowProgress]:
+def row_progress(
+    console: Console | None = None, *, action: str = "copying"
+) -> Iterator[RowProgress]:
+    """Per-table progress on stderr: bars on a terminal, a line every 2 s otherwise."""
     console = console or Console(stderr=True)
     if not sys.stderr.isatty():
-        yield RowProgress(None, console)
+        yield RowProgress(None, console, action)
         return
     columns = (
         TextColumn("{task.description:<28}"),
@@ -156,4 +162,4 @@ def row_progress(console: Console | None = None) -> Iterator[RowProgress]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        yield RowProgress(progress, console)
+        yield RowProgress(progress, console, action)

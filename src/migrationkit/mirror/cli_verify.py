@@ -20,6 +20,7 @@ from migrationkit.mirror.cli_support import (
     convex_client,
     database_url,
     mirror_config,
+    row_progress,
 )
 from migrationkit.mirror.loading import import_models
 from migrationkit.mirror.model import mirror_model_for, registered_mirrors
@@ -96,7 +97,8 @@ def verify_command(
     scope = ALL if not entity and not table else ",".join(names)
     engine = make_engine(database_url(url))
     try:
-        with convex_client(convex_url) as client:
+        # The bars go to stderr, so --json on stdout stays clean.
+        with convex_client(convex_url) as client, row_progress(action="reading Convex") as progress:
             report = verify(
                 engine,
                 client,
@@ -105,6 +107,7 @@ def verify_command(
                 workspace=workspace,
                 tail_cursor=tail,
                 settle=settle,
+                progress=lambda table, rows, done: progress.update(table, rows, done=done),
             )
     finally:
         engine.dispose()

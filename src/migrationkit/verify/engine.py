@@ -27,7 +27,7 @@ transaction, and only aggregates and the differing rows come back:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +45,9 @@ __all__ = ["Difference", "TableResult", "WorkspaceCounts", "compare_table"]
 
 Kind = Literal["missing", "extra", "behind", "differs"]
 Key = tuple[Any, ...]
+
+#: ``progress(table, documents read from Convex, done)``
+ReadProgress = Callable[[str, int, bool], None]
 
 _STAGE = "mk_verify_convex"
 
@@ -152,15 +155,20 @@ def compare_table(
     settle: float = 5.0,
     leaf: int = 64,
     page_size: int | None = None,
+    progress: ReadProgress | None = None,
 ) -> TableResult:
-    """Compare ``target`` at the Convex cut ``cut`` (nanoseconds)."""
+    """Compare ``target`` at the Convex cut ``cut`` (nanoseconds).
+
+    ``progress(table, rows, done)`` hears how many Convex documents have been
+    read: reading Convex is most of a large table's time.
+    """
     result = TableResult(target.name, cut)
     sql = _Sql(target, workspace)
     base = {"cut": target.cut_value(cut), "workspace": workspace}
     with translated_errors(), engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            _stage_convex(conn, client, target, cut, workspace, page_size)
+            _stage_convex(conn, client, target, cut, workspace, page_size, progress=progress)
             result.changed_after_cut = _set_aside(conn, target, sql, base)
             _hash_sides(conn, sql, base)
             _count(conn, sql, base, result)
@@ -193,6 +201,7 @@ def _stage_convex(
     workspace: str | None,
     page_size: int | None,
     only: set[Key] | None = None,
+    progress: ReadProgress | None = None,
 ) -> None:
     conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {_STAGE} (LIKE {_Sql(target, None).target}) ON COMMIT DROP"
@@ -204,10 +213,18 @@ def _stage_convex(
         fast_bytea(cursor)
         with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(list(target.copy_types))
+            read = 0
+            if progress is not None:
+                progress(target.name, 0, False)  # the clock of its rate starts here
             for value in _convex_rows(client, target, cut, page_size):
                 row = target.row_of(value, workspace)
                 if row is not None and (only is None or tuple(row[i] for i in at) in only):
                     copy.write_row(row)
+                read += 1
+                if progress is not None and read % 1000 == 0:
+                    progress(target.name, read, False)
+            if progress is not None:
+                progress(target.name, read, True)
     conn.exec_driver_sql(
         f"CREATE INDEX ON {_STAGE} ({', '.join(quote_ident(k) for k in target.key)})"
     )

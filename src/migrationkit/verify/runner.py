@@ -22,7 +22,7 @@ from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.errors import ConfigurationError, ResyncRequired
 from migrationkit.schema.metadata import metadata
 from migrationkit.schema.pipeline_tables import verify_runs_table
-from migrationkit.verify.engine import TableResult, compare_table
+from migrationkit.verify.engine import ReadProgress, TableResult, compare_table
 from migrationkit.verify.targets import VerifyTarget
 
 __all__ = ["ALL", "VerifyReport", "record", "verify"]
@@ -120,6 +120,7 @@ def verify(
     tail_cursor: str | None = None,
     settle: float = 5.0,
     page_size: int | None = None,
+    progress: ReadProgress | None = None,
 ) -> VerifyReport:
     """Compare every target at one cut; record and return the outcome."""
     if not targets:
@@ -137,6 +138,7 @@ def verify(
                 workspace=workspace,
                 settle=max(0.0, settle - (time.monotonic() - started)) if settle else 0.0,
                 page_size=page_size,
+                progress=progress,
             )
         )
     report.finished_at = datetime.now(UTC)
