@@ -32,7 +32,7 @@ from migrationkit.cutover.stages import Stage
 from migrationkit.doctor import cli as doctor_cli
 from migrationkit.errors import ConfigurationError, MigrationKitError
 from migrationkit.mirror import cli_backfill, cli_import, cli_introspect, cli_verify
-from migrationkit.mirror.cli_support import ConfigOption, mirror_config
+from migrationkit.mirror.cli_support import ConfigOption, mirror_config, row_progress
 from migrationkit.mirror.loading import selected_models
 from migrationkit.schema import convex_codegen
 
@@ -245,7 +245,13 @@ def dlq_replay(
 
     if not event_ids and not replay_all:
         raise ConfigurationError("name the event ids to replay, or pass --all")
-    replayed, failed = replay_dead_letters(event_ids or None)
+    with row_progress(action="replaying") as progress:
+        replayed, failed = replay_dead_letters(
+            event_ids or None,
+            lambda done, total: progress.update(
+                "dead letters", done, done=done == total, total=total
+            ),
+        )
     for event_id, error in failed:
         typer.echo(f"still failing: {event_id}: {error}", err=True)
     out_console.print(f"replayed {replayed}, still failing {len(failed)}")

@@ -24,33 +24,9 @@ from migrationkit.errors import MigrationKitError
 from migrationkit.observability.http import MetricsServer
 from migrationkit.observability.verify_metrics import VerifyCollector
 from migrationkit.outbox import settings as settings_module
-from migrationkit.outbox.settings import WorkerSettings
+from migrationkit.outbox.settings import WorkerSettings, settings_errors
 
 log = logging.getLogger("migrationkit.worker")
-
-
-def _variable(field: str) -> str:
-    """The environment variable a settings field is read from."""
-    info = WorkerSettings.model_fields.get(field)
-    alias = info.validation_alias if info is not None else None
-    choices = getattr(alias, "choices", None)
-    if choices:
-        return str(choices[0])
-    return f"MIGRATIONKIT_{field.upper()}"
-
-
-def settings_errors(exc: ValidationError) -> list[str]:
-    """One line per bad setting, naming its environment variable."""
-    lines = []
-    for error in exc.errors(include_url=False, include_input=False):
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if not error["loc"]:
-            lines.append(message)  # a rule across settings names its variables itself
-        elif error["type"] == "missing":
-            lines.append(f"{_variable(str(error['loc'][0]))} is not set")
-        else:
-            lines.append(f"{_variable(str(error['loc'][0]))}: {message}")
-    return lines
 
 
 def _settings() -> WorkerSettings | None:

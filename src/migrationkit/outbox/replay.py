@@ -7,25 +7,29 @@ dead letter is applied at most once however often it is replayed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from pydantic import ValidationError
 
 from migrationkit.bootstrap import build_pipeline
 from migrationkit.errors import ConfigurationError, MigrationKitError
-from migrationkit.outbox.settings import WorkerSettings
+from migrationkit.outbox.settings import WorkerSettings, settings_errors
 
 
-def replay_dead_letters(event_ids: list[str] | None) -> tuple[int, list[tuple[str, str]]]:
+def replay_dead_letters(
+    event_ids: list[str] | None, progress: Callable[[int, int], None] | None = None
+) -> tuple[int, list[tuple[str, str]]]:
     """Replay the named dead letters (all pending ones when ``None``).
 
     Returns how many were applied and ``(event_id, error)`` for those that
-    still fail; those stay in the table.
+    still fail; those stay in the table. ``progress(done, total)`` hears of
+    each one tried.
     """
     try:
         settings = WorkerSettings()  # from the environment
     except ValidationError as exc:
-        raise ConfigurationError(f"worker settings: {exc.errors()[0]['msg']}") from None
+        raise ConfigurationError("; ".join(settings_errors(exc))) from None
     with ExitStack() as stack:
         pipeline = build_pipeline(settings, stack)
         store, sink = pipeline.dead_letters, pipeline.sink
@@ -44,13 +48,15 @@ def replay_dead_letters(event_ids: list[str] | None) -> tuple[int, list[tuple[st
             letters = [letter for letter in found if letter is not None]
         replayed: list[str] = []
         failed: list[tuple[str, str]] = []
-        for letter in letters:
+        for done, letter in enumerate(letters, start=1):
             try:
                 sink.apply([letter.change])
             except MigrationKitError as exc:
                 failed.append((letter.event_id, str(exc)))
-                continue
-            replayed.append(letter.event_id)
+            else:
+                replayed.append(letter.event_id)
+            if progress is not None:
+                progress(done, len(letters))
         if replayed:
             store.mark_replayed(replayed)
     return len(replayed), failed

@@ -27,7 +27,7 @@ import socket
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Sources that feed the mirror tables of an existing app.
@@ -90,3 +90,27 @@ class WorkerSettings(BaseSettings):
         if self.convex_url is None:
             raise ValueError("CONVEX_URL is not set: the worker needs the Convex deployment")
         return self
+
+
+def _variable(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    info = WorkerSettings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    choices = getattr(alias, "choices", None)
+    if choices:
+        return str(choices[0])
+    return f"MIGRATIONKIT_{field.upper()}"
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per bad setting, naming its environment variable."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:
+            lines.append(message)  # a rule across settings names its variables itself
+        elif error["type"] == "missing":
+            lines.append(f"{_variable(str(error['loc'][0]))} is not set")
+        else:
+            lines.append(f"{_variable(str(error['loc'][0]))}: {message}")
+    return lines
