@@ -22,6 +22,7 @@ import migrationkit
 from migrationkit.bootstrap import build_pipeline
 from migrationkit.errors import MigrationKitError
 from migrationkit.observability.http import MetricsServer
+from migrationkit.observability.stage_metrics import StageCollector
 from migrationkit.observability.verify_metrics import VerifyCollector
 from migrationkit.outbox import settings as settings_module
 from migrationkit.outbox.settings import WorkerSettings, settings_errors
@@ -82,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker = pipeline.runner
         # The last verify of each table, read from PostgreSQL at scrape time.
         worker.metrics.registry.register(VerifyCollector(pipeline.engine))
+        # The cutover stage of each scope, read the same way.
+        worker.metrics.registry.register(StageCollector(pipeline.engine))
         if settings.metrics_port >= 0:
             server = MetricsServer(
                 worker.metrics.registry,

@@ -10,10 +10,11 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 
 from migrationkit.observability.metrics import CutoverMetrics, PipelineMetrics
+from migrationkit.observability.stage_metrics import StageCollector
 from migrationkit.observability.verify_metrics import VerifyCollector
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "migrationkit.json"
-PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "time", "le"}
+PROMQL_WORDS = {"sum", "max", "by", "rate", "increase", "histogram_quantile", "time", "le"}
 
 
 def exported_names() -> set[str]:
@@ -21,7 +22,9 @@ def exported_names() -> set[str]:
     PipelineMetrics(registry)
     CutoverMetrics(registry)
     # No database behind it: the collector still describes its families.
-    registry.register(VerifyCollector(create_engine("postgresql+psycopg://nobody@127.0.0.1:1/x")))
+    nowhere = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/x")
+    registry.register(VerifyCollector(nowhere))
+    registry.register(StageCollector(nowhere))
     names = set()
     for family in registry.collect():
         names.add(family.name)
@@ -45,12 +48,19 @@ def test_every_panel_charts_an_exported_metric() -> None:
             assert metrics, f"{panel['title']}: {target['expr']}"
             assert metrics <= known, f"{panel['title']}: not exported: {metrics - known}"
             charted |= metrics
-    # Lag, backlog, row-count difference and mismatches are all on it.
+    # Lag, backlog, applied/s, dead letters, shadow-read mismatches, fenced
+    # writes, the stage per scope and the verify results are all on it.
     for needed in (
         "migrationkit_replication_lag_seconds",
         "migrationkit_outbox_backlog",
+        "migrationkit_events_total",
+        "migrationkit_dead_letters_total",
+        "migrationkit_shadow_reads_total",
+        "migrationkit_fenced_writes_total",
+        "migrationkit_cutover_stage",
         "migrationkit_row_count_diff",
         "migrationkit_verify_mismatches",
+        "migrationkit_verify_passed",
     ):
         assert needed in charted
     ids = [p["id"] for p in dashboard["panels"]]
