@@ -2,8 +2,15 @@
 // Do not edit: change the models and regenerate.
 import { ConvexError, v } from "convex/values";
 import { internalMutation, internalQuery } from "./_generated/server";
-import { checkFence, checkId, checkLimit, checkWorkspace, recordEvent } from "./outbox";
-import { leadFields, leadWriteFields } from "./schema";
+import {
+  applyAudits,
+  checkFence,
+  checkId,
+  checkLimit,
+  checkWorkspace,
+  recordEvent,
+} from "./outbox";
+import { leadFields, leadWriteFields, auditLogFields, auditWhoFields } from "./schema";
 
 async function current(ctx: any, workspaceId: string, id: string) {
   return await ctx.db
@@ -46,15 +53,17 @@ export const list = internalQuery({
   },
 });
 
-// Create or replace; bumps version by one and records one outbox event.
+// Create or replace; bumps version by one and records one outbox event and
+// one audit row (`audit`: who, as the caller says; absent means not given).
 // With expectedVersion (0: must not exist) it writes only on a match.
 export const upsert = internalMutation({
   args: {
     workspaceId: v.string(),
     document: v.object(leadWriteFields),
     expectedVersion: v.union(v.number(), v.null()),
+    audit: v.optional(v.object(auditWhoFields)),
   },
-  handler: async (ctx, { workspaceId, document, expectedVersion }) => {
+  handler: async (ctx, { workspaceId, document, expectedVersion, audit }) => {
     checkWorkspace(workspaceId);
     checkId(document.id);
     await checkFence(ctx, "lead", workspaceId);
@@ -80,16 +89,17 @@ export const upsert = internalMutation({
       await ctx.db.replace(_id, fields);
     }
     const stored = await ctx.db.get(_id);
-    await recordEvent(ctx, "lead", "upsert", stored);
+    await recordEvent(ctx, "lead", "upsert", stored, existing, audit);
     return stored;
   },
 });
 
-// Soft delete: deletedAt set, version bumped, one event. Deleting a deleted
-// document changes nothing; an id never seen is a NotFound error.
+// Soft delete: deletedAt set, version bumped, one event, one audit row.
+// Deleting a deleted document changes nothing; an id never seen is a
+// NotFound error.
 export const remove = internalMutation({
-  args: { workspaceId: v.string(), id: v.string() },
-  handler: async (ctx, { workspaceId, id }) => {
+  args: { workspaceId: v.string(), id: v.string(), audit: v.optional(v.object(auditWhoFields)) },
+  handler: async (ctx, { workspaceId, id, audit }) => {
     checkWorkspace(workspaceId);
     checkId(id);
     await checkFence(ctx, "lead", workspaceId);
@@ -104,7 +114,7 @@ export const remove = internalMutation({
     const version = existing.version + 1;
     await ctx.db.patch(existing._id, { deletedAt: now, updatedAt: now, version });
     const stored = await ctx.db.get(existing._id);
-    await recordEvent(ctx, "lead", "delete", stored);
+    await recordEvent(ctx, "lead", "delete", stored, existing, audit);
     return { deleted: true, document: stored };
   },
 });
@@ -112,10 +122,15 @@ export const remove = internalMutation({
 // Replication from the other store: each document is written as it is (its
 // version and timestamps included, no bump) and only over an older version,
 // so duplicates and reordering change nothing. No outbox event is recorded:
-// a replicated change must not echo back to the store it came from.
+// a replicated change must not echo back to the store it came from. Nor is
+// an audit row made for it: the other store's own audit rows come along
+// (`audits`) and are added once each, by id, stale or not.
 export const apply = internalMutation({
-  args: { documents: v.array(v.object(leadFields)) },
-  handler: async (ctx, { documents }) => {
+  args: {
+    documents: v.array(v.object(leadFields)),
+    audits: v.optional(v.array(v.object(auditLogFields))),
+  },
+  handler: async (ctx, { documents, audits }) => {
     let applied = 0;
     let stale = 0;
     for (const document of documents) {
@@ -133,6 +148,7 @@ export const apply = internalMutation({
       }
       applied += 1;
     }
+    await applyAudits(ctx, audits ?? []);
     return { applied, stale };
   },
 });

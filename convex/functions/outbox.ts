@@ -77,9 +77,52 @@ export const setFence = internalMutation({
   },
 });
 
-// Called by every write function, inside its own mutation.
-export async function recordEvent(ctx: any, entity: string, operation: string, doc: any) {
+const MAX_WHO = { actor: 256, ip: 45, userAgent: 1024 };
+
+type Who = { actor: string | null; ip: string | null; userAgent: string | null };
+
+function checkWho(who: Who | undefined): Who {
+  const checked = { actor: null, ip: null, userAgent: null, ...who };
+  for (const [field, limit] of Object.entries(MAX_WHO)) {
+    const value = (checked as any)[field];
+    if (value !== null && (value.length === 0 || value.length > limit)) {
+      invalid(`invalid audit ${field}: 1 to ${limit} characters, or null`);
+    }
+  }
+  return checked;
+}
+
+// The document's fields, without _id and _creationTime: what the audit log
+// keeps of it, the same in both stores.
+function fieldsOf(doc: any) {
+  if (doc === null) return null;
+  const { _id, _creationTime, ...fields } = doc;
+  return fields;
+}
+
+// Called by every write function, inside its own mutation: the outbox event
+// and the audit row of the write that took `before` (null: absent) to `doc`.
+export async function recordEvent(
+  ctx: any,
+  entity: string,
+  operation: string,
+  doc: any,
+  before: any,
+  who?: Who,
+) {
   const now = Date.now();
+  const audit = {
+    id: newEventId(now),
+    workspaceId: doc.workspaceId,
+    ...checkWho(who),
+    action: operation === "delete" ? "delete" : before === null ? "create" : "update",
+    resourceType: entity,
+    resourceId: doc.id,
+    before: fieldsOf(before),
+    after: fieldsOf(doc),
+    at: doc.updatedAt,
+  };
+  await ctx.db.insert("auditLogs", audit);
   await ctx.db.insert("outbox", {
     eventId: newEventId(now),
     workspaceId: doc.workspaceId,
@@ -90,10 +133,39 @@ export async function recordEvent(ctx: any, entity: string, operation: string, d
     occurredAt: doc.updatedAt,
     dedupeKey: `${entity}:${doc.workspaceId}:${doc.id}:${doc.version}`,
     payload: doc,
+    audit,
     status: "pending",
     processedAt: null,
   });
 }
+
+// Audit rows from the other store (replication): each added once, by id.
+export async function applyAudits(ctx: any, audits: any[]) {
+  for (const audit of audits) {
+    checkWorkspace(audit.workspaceId);
+    checkId(audit.id);
+    const existing = await ctx.db
+      .query("auditLogs")
+      .withIndex("by_workspace_id", (q: any) =>
+        q.eq("workspaceId", audit.workspaceId).eq("id", audit.id),
+      )
+      .unique();
+    if (existing === null) await ctx.db.insert("auditLogs", audit);
+  }
+}
+
+// One workspace's audit rows, oldest first (ids are ULIDs: they sort by time).
+export const auditEntries = internalQuery({
+  args: { workspaceId: v.string(), limit: v.number() },
+  handler: async (ctx, { workspaceId, limit }) => {
+    checkWorkspace(workspaceId);
+    checkLimit(limit);
+    return await ctx.db
+      .query("auditLogs")
+      .withIndex("by_workspace_id", (q: any) => q.eq("workspaceId", workspaceId))
+      .take(limit);
+  },
+});
 
 // The oldest pending events, in the order they were written.
 export const pending = internalQuery({

@@ -68,8 +68,32 @@ export const outboxFields = {
   dedupeKey: v.string(),
   // The entity document after the write, system fields included.
   payload: v.any(),
+  // The write's auditLogs row, for the other store's audit log.
+  audit: v.optional(v.any()),
   status: v.union(v.literal("pending"), v.literal("done")),
   processedAt: v.union(v.number(), v.null()),
+};
+
+// Who made a write, as the caller says (null: not given; never guessed).
+export const auditWhoFields = {
+  actor: v.union(v.string(), v.null()),
+  ip: v.union(v.string(), v.null()),
+  userAgent: v.union(v.string(), v.null()),
+};
+
+// One row per write, inserted by the write's own mutation. Append-only: no
+// function here changes or removes one. `before` and `after` are the
+// entity's fields (system fields apart); `before` is null for a create.
+export const auditLogFields = {
+  id: v.string(),
+  workspaceId: v.string(),
+  ...auditWhoFields,
+  action: v.union(v.literal("create"), v.literal("update"), v.literal("delete")),
+  resourceType: v.string(),
+  resourceId: v.string(),
+  before: v.union(v.any(), v.null()),
+  after: v.union(v.any(), v.null()),
+  at: v.number(),
 };
 
 export default defineSchema({
@@ -83,4 +107,7 @@ export default defineSchema({
     .index("by_status", ["status"])
     .index("by_event_id", ["eventId"])
     .index("by_workspace", ["workspaceId"]),
+  auditLogs: defineTable(auditLogFields)
+    .index("by_workspace_id", ["workspaceId", "id"])
+    .index("by_resource", ["workspaceId", "resourceType", "resourceId", "at"]),
 });

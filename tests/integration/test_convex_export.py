@@ -118,13 +118,14 @@ def test_deltas_are_in_commit_order_and_never_split_a_mutation(
     rows = [row for page in pages for row in page.rows]
     assert [r.ts for r in rows] == sorted(r.ts for r in rows)
     for page in pages:
-        # Every upsert writes a lead and its event at one timestamp: a page
-        # holds both or neither.
+        # Every upsert writes a lead, its audit row and its event at one
+        # timestamp: a page holds all three or none.
         by_ts: dict[int, list[str]] = defaultdict(list)
         for row in page.rows:
             by_ts[row.ts].append(row.table)
-        assert all(sorted(tables) == ["leads", "outbox"] for tables in by_ts.values())
-    assert sum(len(page.rows) for page in pages) == 50
+        expected = ["auditLogs", "leads", "outbox"]
+        assert all(sorted(tables) == expected for tables in by_ts.values())
+    assert sum(len(page.rows) for page in pages) == 75
 
 
 def test_a_cursor_past_retention_asks_for_a_resync() -> None:

@@ -87,7 +87,13 @@ def test_snake_case(name: str, expected: str) -> None:
 
 
 def test_every_table_with_a_workspace_is_a_tenant_table() -> None:
-    assert set(tenant_tables()) == {"leads", "outbox_events", "processed_events", "dead_letters"}
+    assert set(tenant_tables()) == {
+        "leads",
+        "outbox_events",
+        "processed_events",
+        "dead_letters",
+        "audit_logs",
+    }
 
 
 def test_models_registered_after_import_join_the_shared_metadata() -> None:

@@ -33,4 +33,19 @@ export const migrationkitTables = {
   })
     .index("by_external", ["table", "externalId"])
     .index("by_doc", ["table", "docId"]),
+  // The audit log: one row per write to a tracked table, in the write's own
+  // transaction. `before` and `after` are the document (system fields apart)
+  // before and after the write, null where there was none. `actor` is the
+  // caller's identity (its `subject`) when it has one, null otherwise: never
+  // guessed. Append-only: the wrapped db refuses to change or remove a row.
+  // Not bookkeeping: it is mirrored to PostgreSQL like any table of the app.
+  migrationkitAuditLog: defineTable({
+    table: v.string(),
+    docId: v.string(),
+    action: v.union(v.literal("create"), v.literal("update"), v.literal("delete")),
+    before: v.union(v.any(), v.null()),
+    after: v.union(v.any(), v.null()),
+    actor: v.union(v.string(), v.null()),
+    at: v.number(),
+  }).index("by_doc", ["table", "docId", "at"]),
 };

@@ -21,6 +21,7 @@ from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.adapters.postgres.migrations import alembic_config
 from migrationkit.errors import MigrationKitError, PermissionDenied
+from migrationkit.schema import audit_tables
 from migrationkit.schema.rls import APP_ROLE
 
 from .dsn import Dsn
@@ -32,6 +33,10 @@ __all__ = ["Role", "postgres_checks"]
 SERVER, MIGRATIONS, LOGIN, GRANTS = "server", "migrations", "login", "grants"
 RLS = "row-level security"
 _PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+#: Tables the application's role is granted less on, by design.
+_PRIVILEGES_OF: dict[tuple[str | None, str], tuple[str, ...]] = {
+    (None, audit_tables.AUDIT_TABLE): audit_tables.APP_PRIVILEGES
+}
 # libpq rounds a connect_timeout below 2 seconds up to 2.
 _SHORTEST_CONNECT_TIMEOUT = 2
 
@@ -220,7 +225,10 @@ def _grants(conn: Connection, tables: Sequence[TenantTable]) -> Check:
                 "  WHERE to_regclass(:name) IS NOT NULL"
                 "    AND NOT has_table_privilege(current_user, to_regclass(:name), p))"
             ),
-            {"name": table.regclass, "privileges": list(_PRIVILEGES)},
+            {
+                "name": table.regclass,
+                "privileges": list(_PRIVILEGES_OF.get((table.schema, table.name), _PRIVILEGES)),
+            },
         ).one()
         exists, lacking = row
         present += bool(exists)

@@ -43,6 +43,9 @@ class Change:
     data: dict[str, Any] | None
     occurred_at: datetime
     convex_id: str | None = None
+    #: The write's audit entry (``AuditEntry`` in JSON shape), when the
+    #: source recorded one: the sink adds it to its own audit log.
+    audit: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind is ChangeKind.PURGE:
@@ -68,4 +71,5 @@ class Change:
             data=dict(event.payload),
             occurred_at=event.occurred_at,
             convex_id=convex_id,
+            audit=None if event.audit is None else dict(event.audit),
         )

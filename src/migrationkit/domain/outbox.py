@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from migrationkit.domain.audit import AuditEntry
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.ids import new_id
 
@@ -23,7 +24,9 @@ class OutboxEvent(BaseModel):
     ``payload`` is the whole entity after the write (JSON-ready), deletes
     included, so a consumer never has to read the source back.
     ``dedupe_key`` is unique per (entity, workspace, id, version): a write can
-    be recorded once only.
+    be recorded once only. ``audit`` is the write's audit entry
+    (``AuditEntry`` in JSON shape), carried so the other store's copy of the
+    audit log fills from the same event: one event per write, still.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -37,17 +40,22 @@ class OutboxEvent(BaseModel):
     occurred_at: datetime
     dedupe_key: str
     payload: dict[str, Any]
+    audit: dict[str, Any] | None = None
 
     @property
     def operation(self) -> Operation:
         return Operation(self.topic.rsplit(".", 1)[1])
 
     @classmethod
-    def for_write(cls, entity: Entity, operation: Operation) -> OutboxEvent:
-        return cls.model_construct(**event_fields(entity, operation))
+    def for_write(
+        cls, entity: Entity, operation: Operation, audit: AuditEntry | None = None
+    ) -> OutboxEvent:
+        return cls.model_construct(**event_fields(entity, operation, audit))
 
 
-def event_fields(entity: Entity, operation: Operation) -> dict[str, Any]:
+def event_fields(
+    entity: Entity, operation: Operation, audit: AuditEntry | None = None
+) -> dict[str, Any]:
     """The fields of the event recording ``operation`` on ``entity`` (already stamped)."""
     name = type(entity).entity_name
     return {
@@ -60,6 +68,7 @@ def event_fields(entity: Entity, operation: Operation) -> dict[str, Any]:
         "occurred_at": entity.updated_at,
         "dedupe_key": dedupe_key(name, entity.workspace_id, entity.id, entity.version),
         "payload": entity.model_dump(mode="json"),
+        "audit": None if audit is None else audit.model_dump(mode="json"),
     }
 
 

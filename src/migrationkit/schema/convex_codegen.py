@@ -3,10 +3,12 @@ per entity, plus the outbox module.
 
 The functions are internal (callable only with an admin or deploy key), so
 deploying them opens nothing to browsers. Every write function bumps
-``version`` and inserts its outbox event in the same mutation: Convex runs a
-mutation as one transaction, so both commit or neither does. Arguments are
-checked by ``v`` validators before a handler runs, then by the handler for
-what validators cannot say (id format, limits).
+``version`` and inserts its outbox event and its ``auditLogs`` row in the
+same mutation: Convex runs a mutation as one transaction, so all commit or
+none does. The audit row's actor, ip and user agent are what the caller
+passes (``audit``), null when it passes none. Arguments are checked by ``v``
+validators before a handler runs, then by the handler for what validators
+cannot say (id format, limits).
 
 The output is deterministic: regenerating unchanged models changes no byte.
 That makes a fingerprint possible: ``migrationkit.ts`` holds the sha256 of
@@ -34,6 +36,7 @@ HEADER = (
 )
 
 OUTBOX_TABLE = "outbox"
+AUDIT_TABLE = "auditLogs"
 FINGERPRINT_MODULE = "migrationkit.ts"
 #: The function ``migrationkit doctor`` calls (internal: needs the deploy key).
 FINGERPRINT_FUNCTION = "migrationkit:fingerprint"
@@ -102,6 +105,11 @@ def schema_ts(models: list[type[Entity]]) -> str:
         '    .index("by_event_id", ["eventId"])\n'
         '    .index("by_workspace", ["workspaceId"]),'
     )
+    tables.append(
+        f"  {AUDIT_TABLE}: defineTable(auditLogFields)\n"
+        '    .index("by_workspace_id", ["workspaceId", "id"])\n'
+        '    .index("by_resource", ["workspaceId", "resourceType", "resourceId", "at"]),'
+    )
     parts.append("export default defineSchema({\n" + "\n".join(tables) + "\n});\n")
     return "".join(parts)
 
@@ -126,8 +134,32 @@ export const outboxFields = {
   dedupeKey: v.string(),
   // The entity document after the write, system fields included.
   payload: v.any(),
+  // The write's auditLogs row, for the other store's audit log.
+  audit: v.optional(v.any()),
   status: v.union(v.literal("pending"), v.literal("done")),
   processedAt: v.union(v.number(), v.null()),
+};
+
+// Who made a write, as the caller says (null: not given; never guessed).
+export const auditWhoFields = {
+  actor: v.union(v.string(), v.null()),
+  ip: v.union(v.string(), v.null()),
+  userAgent: v.union(v.string(), v.null()),
+};
+
+// One row per write, inserted by the write's own mutation. Append-only: no
+// function here changes or removes one. `before` and `after` are the
+// entity's fields (system fields apart); `before` is null for a create.
+export const auditLogFields = {
+  id: v.string(),
+  workspaceId: v.string(),
+  ...auditWhoFields,
+  action: v.union(v.literal("create"), v.literal("update"), v.literal("delete")),
+  resourceType: v.string(),
+  resourceId: v.string(),
+  before: v.union(v.any(), v.null()),
+  after: v.union(v.any(), v.null()),
+  at: v.number(),
 };
 
 """
@@ -150,8 +182,15 @@ def entity_module_ts(model: type[Entity]) -> str:
 
 ENTITY_MODULE_TS = """import { ConvexError, v } from "convex/values";
 import { internalMutation, internalQuery } from "./_generated/server";
-import { checkFence, checkId, checkLimit, checkWorkspace, recordEvent } from "./outbox";
-import { __FIELDS__, __WRITE_FIELDS__ } from "./schema";
+import {
+  applyAudits,
+  checkFence,
+  checkId,
+  checkLimit,
+  checkWorkspace,
+  recordEvent,
+} from "./outbox";
+import { __FIELDS__, __WRITE_FIELDS__, auditLogFields, auditWhoFields } from "./schema";
 
 async function current(ctx: any, workspaceId: string, id: string) {
   return await ctx.db
@@ -194,15 +233,17 @@ export const list = internalQuery({
   },
 });
 
-// Create or replace; bumps version by one and records one outbox event.
+// Create or replace; bumps version by one and records one outbox event and
+// one audit row (`audit`: who, as the caller says; absent means not given).
 // With expectedVersion (0: must not exist) it writes only on a match.
 export const upsert = internalMutation({
   args: {
     workspaceId: v.string(),
     document: v.object(__WRITE_FIELDS__),
     expectedVersion: v.union(v.number(), v.null()),
+    audit: v.optional(v.object(auditWhoFields)),
   },
-  handler: async (ctx, { workspaceId, document, expectedVersion }) => {
+  handler: async (ctx, { workspaceId, document, expectedVersion, audit }) => {
     checkWorkspace(workspaceId);
     checkId(document.id);
     await checkFence(ctx, "__ENTITY__", workspaceId);
@@ -228,16 +269,17 @@ export const upsert = internalMutation({
       await ctx.db.replace(_id, fields);
     }
     const stored = await ctx.db.get(_id);
-    await recordEvent(ctx, "__ENTITY__", "upsert", stored);
+    await recordEvent(ctx, "__ENTITY__", "upsert", stored, existing, audit);
     return stored;
   },
 });
 
-// Soft delete: deletedAt set, version bumped, one event. Deleting a deleted
-// document changes nothing; an id never seen is a NotFound error.
+// Soft delete: deletedAt set, version bumped, one event, one audit row.
+// Deleting a deleted document changes nothing; an id never seen is a
+// NotFound error.
 export const remove = internalMutation({
-  args: { workspaceId: v.string(), id: v.string() },
-  handler: async (ctx, { workspaceId, id }) => {
+  args: { workspaceId: v.string(), id: v.string(), audit: v.optional(v.object(auditWhoFields)) },
+  handler: async (ctx, { workspaceId, id, audit }) => {
     checkWorkspace(workspaceId);
     checkId(id);
     await checkFence(ctx, "__ENTITY__", workspaceId);
@@ -252,7 +294,7 @@ export const remove = internalMutation({
     const version = existing.version + 1;
     await ctx.db.patch(existing._id, { deletedAt: now, updatedAt: now, version });
     const stored = await ctx.db.get(existing._id);
-    await recordEvent(ctx, "__ENTITY__", "delete", stored);
+    await recordEvent(ctx, "__ENTITY__", "delete", stored, existing, audit);
     return { deleted: true, document: stored };
   },
 });
@@ -260,10 +302,15 @@ export const remove = internalMutation({
 // Replication from the other store: each document is written as it is (its
 // version and timestamps included, no bump) and only over an older version,
 // so duplicates and reordering change nothing. No outbox event is recorded:
-// a replicated change must not echo back to the store it came from.
+// a replicated change must not echo back to the store it came from. Nor is
+// an audit row made for it: the other store's own audit rows come along
+// (`audits`) and are added once each, by id, stale or not.
 export const apply = internalMutation({
-  args: { documents: v.array(v.object(__FIELDS__)) },
-  handler: async (ctx, { documents }) => {
+  args: {
+    documents: v.array(v.object(__FIELDS__)),
+    audits: v.optional(v.array(v.object(auditLogFields))),
+  },
+  handler: async (ctx, { documents, audits }) => {
     let applied = 0;
     let stale = 0;
     for (const document of documents) {
@@ -281,6 +328,7 @@ export const apply = internalMutation({
       }
       applied += 1;
     }
+    await applyAudits(ctx, audits ?? []);
     return { applied, stale };
   },
 });
@@ -384,9 +432,52 @@ export const setFence = internalMutation({
   },
 });
 
-// Called by every write function, inside its own mutation.
-export async function recordEvent(ctx: any, entity: string, operation: string, doc: any) {
+const MAX_WHO = { actor: 256, ip: 45, userAgent: 1024 };
+
+type Who = { actor: string | null; ip: string | null; userAgent: string | null };
+
+function checkWho(who: Who | undefined): Who {
+  const checked = { actor: null, ip: null, userAgent: null, ...who };
+  for (const [field, limit] of Object.entries(MAX_WHO)) {
+    const value = (checked as any)[field];
+    if (value !== null && (value.length === 0 || value.length > limit)) {
+      invalid(`invalid audit ${field}: 1 to ${limit} characters, or null`);
+    }
+  }
+  return checked;
+}
+
+// The document's fields, without _id and _creationTime: what the audit log
+// keeps of it, the same in both stores.
+function fieldsOf(doc: any) {
+  if (doc === null) return null;
+  const { _id, _creationTime, ...fields } = doc;
+  return fields;
+}
+
+// Called by every write function, inside its own mutation: the outbox event
+// and the audit row of the write that took `before` (null: absent) to `doc`.
+export async function recordEvent(
+  ctx: any,
+  entity: string,
+  operation: string,
+  doc: any,
+  before: any,
+  who?: Who,
+) {
   const now = Date.now();
+  const audit = {
+    id: newEventId(now),
+    workspaceId: doc.workspaceId,
+    ...checkWho(who),
+    action: operation === "delete" ? "delete" : before === null ? "create" : "update",
+    resourceType: entity,
+    resourceId: doc.id,
+    before: fieldsOf(before),
+    after: fieldsOf(doc),
+    at: doc.updatedAt,
+  };
+  await ctx.db.insert("auditLogs", audit);
   await ctx.db.insert("outbox", {
     eventId: newEventId(now),
     workspaceId: doc.workspaceId,
@@ -397,10 +488,39 @@ export async function recordEvent(ctx: any, entity: string, operation: string, d
     occurredAt: doc.updatedAt,
     dedupeKey: `${entity}:${doc.workspaceId}:${doc.id}:${doc.version}`,
     payload: doc,
+    audit,
     status: "pending",
     processedAt: null,
   });
 }
+
+// Audit rows from the other store (replication): each added once, by id.
+export async function applyAudits(ctx: any, audits: any[]) {
+  for (const audit of audits) {
+    checkWorkspace(audit.workspaceId);
+    checkId(audit.id);
+    const existing = await ctx.db
+      .query("auditLogs")
+      .withIndex("by_workspace_id", (q: any) =>
+        q.eq("workspaceId", audit.workspaceId).eq("id", audit.id),
+      )
+      .unique();
+    if (existing === null) await ctx.db.insert("auditLogs", audit);
+  }
+}
+
+// One workspace's audit rows, oldest first (ids are ULIDs: they sort by time).
+export const auditEntries = internalQuery({
+  args: { workspaceId: v.string(), limit: v.number() },
+  handler: async (ctx, { workspaceId, limit }) => {
+    checkWorkspace(workspaceId);
+    checkLimit(limit);
+    return await ctx.db
+      .query("auditLogs")
+      .withIndex("by_workspace_id", (q: any) => q.eq("workspaceId", workspaceId))
+      .take(limit);
+  },
+});
 
 // The oldest pending events, in the order they were written.
 export const pending = internalQuery({
@@ -515,6 +635,11 @@ def generate(models: list[type[Entity]] | None = None) -> dict[str, str]:
             raise ConfigurationError(
                 f"entity {model.entity_name!r} would write {name}, a module the codegen"
                 " already writes: give it another table_name"
+            )
+        if model.table_name in (OUTBOX_TABLE, AUDIT_TABLE, "cutoverFence"):
+            raise ConfigurationError(
+                f"entity {model.entity_name!r} would take the table {model.table_name!r},"
+                " which the kit's functions keep: give it another table_name"
             )
         files[name] = entity_module_ts(model)
     files[FINGERPRINT_MODULE] = fingerprint_module_ts(files)

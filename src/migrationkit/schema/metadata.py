@@ -7,6 +7,7 @@ from sqlalchemy import MetaData, Table
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.registry import registered_models
 from migrationkit.mirror.model import registered_mirrors
+from migrationkit.schema.audit_tables import audit_logs_table
 from migrationkit.schema.cutover_tables import cutover_history_table, cutover_stages_table
 from migrationkit.schema.mirror_tables import mirror_table_for
 from migrationkit.schema.outbox_tables import outbox_table, processed_events_table
@@ -29,6 +30,7 @@ def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
         table_for(model, metadata)
     outbox_table(metadata)
     processed_events_table(metadata)
+    audit_logs_table(metadata)
     dead_letters_table(metadata)
     sync_cursors_table(metadata)
     sync_backfills_table(metadata)

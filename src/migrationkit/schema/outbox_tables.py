@@ -41,6 +41,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("occurred_at", TIMESTAMP(timezone=True), nullable=False),
         Column("dedupe_key", Text(), nullable=False, unique=True),
         Column("payload", JSONB(), nullable=False),
+        # The write's audit entry, for the other store's audit log (NULL for
+        # events recorded before there was one, and for mirror captures).
+        Column("audit", JSONB(), nullable=True),
         Column("status", Text(), nullable=False, server_default=text("'pending'")),
         Column("attempts", Integer(), nullable=False, server_default=text("0")),
         Column(

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from migrationkit.domain.audit import AuditAction, AuditEntry, audit_context
 from migrationkit.domain.ids import new_id
 from migrationkit.domain.lead import Lead, Segment
 from migrationkit.domain.outbox import OutboxEvent
@@ -62,6 +63,19 @@ def user_fields(lead: Lead) -> dict[str, Any]:
     return lead.model_dump(
         mode="json", exclude={"version", "created_at", "updated_at", "deleted_at"}
     )
+
+
+def _audit_reader(repository: object) -> Callable[[str], list[AuditEntry]]:
+    """The adapter's ``audit_entries``; the test is skipped for an adapter without one."""
+    reader = getattr(repository, "audit_entries", None)
+    if reader is None:
+        pytest.skip(f"{type(repository).__name__} has no audit_entries(workspace_id)")
+    return reader  # type: ignore[no-any-return]
+
+
+def _write_order(entry: AuditEntry) -> tuple[str, int]:
+    """Entries of one millisecond may come in either order: sort them by version."""
+    return entry.resource_id, entry.after["version"] if entry.after else 0
 
 
 def full_lead(workspace_id: str, **overrides: Any) -> dict[str, Any]:
@@ -489,6 +503,62 @@ class LeadRepositoryContract:
         assert Lead.model_validate(deleted_payload).email == "new@example.com"
         assert events[2].occurred_at >= events[1].occurred_at
         assert lead_harness.outbox_events(WS_B) == []
+
+    # -- the audit log -----------------------------------------------------
+    # Read through ``repository.audit_entries(workspace_id)`` where the
+    # adapter has it (every built-in one does); skipped otherwise.
+
+    def test_each_write_leaves_exactly_one_audit_entry(self, lead_harness: LeadHarness) -> None:
+        repo = lead_harness.repository
+        audit_entries = _audit_reader(repo)
+        with audit_context("user:ada", ip="192.0.2.1", user_agent="contract/1"):
+            lead_id = repo.upsert(WS_A, full_lead(WS_A))
+            created = repo.get(WS_A, lead_id)
+            repo.upsert(WS_A, full_lead(WS_A, id=lead_id, email="new@example.com"))
+            updated = repo.get(WS_A, lead_id)
+            repo.delete(WS_A, lead_id)
+            repo.delete(WS_A, lead_id)  # deleted already: no write, no entry
+        assert created is not None and updated is not None
+
+        entries = sorted(audit_entries(WS_A), key=_write_order)
+        assert [(e.action, e.resource_type, e.resource_id) for e in entries] == [
+            (AuditAction.CREATE, "lead", lead_id),
+            (AuditAction.UPDATE, "lead", lead_id),
+            (AuditAction.DELETE, "lead", lead_id),
+        ]
+        assert [e.before for e in entries[:2]] == [None, created.model_dump(mode="json")]
+        assert [e.after for e in entries[:2]] == [
+            created.model_dump(mode="json"),
+            updated.model_dump(mode="json"),
+        ]
+        assert entries[2].before == updated.model_dump(mode="json")
+        assert entries[2].after is not None and entries[2].after["deleted_at"] is not None
+        assert {(e.actor, e.ip, e.user_agent) for e in entries} == {
+            ("user:ada", "192.0.2.1", "contract/1")
+        }
+        # The write's one outbox event carries its entry.
+        events = sorted(lead_harness.outbox_events(WS_A), key=lambda e: e.version)
+        assert [e.audit for e in events] == [e.model_dump(mode="json") for e in entries]
+        assert audit_entries(WS_B) == []
+
+    def test_a_write_with_no_audit_context_has_no_actor(self, lead_harness: LeadHarness) -> None:
+        repo = lead_harness.repository
+        audit_entries = _audit_reader(repo)
+        repo.upsert(WS_A, {"email": "anon@example.com"})
+        (entry,) = audit_entries(WS_A)
+        assert (entry.actor, entry.ip, entry.user_agent) == (None, None, None)
+
+    def test_a_refused_write_leaves_no_audit_entry(self, lead_harness: LeadHarness) -> None:
+        repo = lead_harness.repository
+        audit_entries = _audit_reader(repo)
+        lead_id = repo.upsert(WS_A, {"email": "keep@example.com"})
+        with pytest.raises(Conflict):
+            repo.upsert(WS_A, {"id": lead_id, "email": "x@example.com"}, expected_version=5)
+        with pytest.raises(ValidationFailed):
+            repo.upsert(WS_A, {"id": lead_id, "email": "not-an-email"})
+        with pytest.raises(NotFound):
+            repo.delete(WS_A, new_id())
+        assert [e.action for e in audit_entries(WS_A)] == [AuditAction.CREATE]
 
     # -- bad input ---------------------------------------------------------
 

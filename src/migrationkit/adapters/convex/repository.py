@@ -1,10 +1,11 @@
 """The Convex repository: the ports, through the generated Convex functions.
 
 Every call is one Convex function call over HTTP. The functions do the
-writing (version bump and outbox event in one mutation); this side
-validates input exactly as the other adapters do, converts entities to
-Convex documents and back, and turns the functions' ``ConvexError`` codes
-into the kit's errors.
+writing (version bump, outbox event and audit row in one mutation); this
+side validates input exactly as the other adapters do, converts entities to
+Convex documents and back, passes the caller's ``audit_context`` along
+(the functions record it as given, never a guess), and turns the
+functions' ``ConvexError`` codes into the kit's errors.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from migrationkit.adapters.convex.changes import outbox_event
+from migrationkit.adapters.convex.changes import audit_entry, outbox_event
 from migrationkit.adapters.convex.client import ConvexClient
 from migrationkit.adapters.convex.documents import (
     DocumentCodec,
     ms_from_datetime,
 )
+from migrationkit.domain.audit import AuditEntry, current_audit_context
 from migrationkit.domain.cursor import decode_cursor
 from migrationkit.domain.entity import MANAGED_FIELDS, Entity
 from migrationkit.domain.ids import check_entity_id, check_workspace_id
@@ -133,6 +135,7 @@ class ConvexRepository(Generic[E]):
             "workspaceId": entity.workspace_id,
             "document": self.codec.to_document(entity, exclude=_NOT_SENT),
             "expectedVersion": None if expected is None else float(expected),
+            "audit": _who(),
         }
         with function_errors():
             stored = self.client.mutation(self._path("upsert"), args)
@@ -143,7 +146,11 @@ class ConvexRepository(Generic[E]):
 
     def delete_entity(self, workspace_id: str, id: str) -> E | None:
         """``delete``, returning the entity as deleted (``None`` if it already was)."""
-        args = {"workspaceId": check_workspace_id(workspace_id), "id": check_entity_id(id)}
+        args = {
+            "workspaceId": check_workspace_id(workspace_id),
+            "id": check_entity_id(id),
+            "audit": _who(),
+        }
         with function_errors():
             result = self.client.mutation(self._path("remove"), args)
         return self.codec.from_document(result["document"]) if result["deleted"] else None
@@ -156,6 +163,24 @@ class ConvexRepository(Generic[E]):
         with function_errors():
             rows = self.client.query("outbox:forWorkspace", args)
         return [outbox_event(row, self.codec) for row in rows]
+
+    def audit_entries(self, workspace_id: str) -> builtins.list[AuditEntry]:
+        """The workspace's audit entries about this entity, oldest first."""
+        args = {"workspaceId": check_workspace_id(workspace_id), "limit": float(MAX_LIMIT)}
+        with function_errors():
+            rows = self.client.query("outbox:auditEntries", args)
+        name = self.model.entity_name
+        return [
+            AuditEntry.model_validate(audit_entry(row, self.codec))
+            for row in rows
+            if row.get("resourceType") == name
+        ]
+
+
+def _who() -> dict[str, str | None]:
+    """The caller's ``audit_context``, as the write functions take it."""
+    who = current_audit_context()
+    return {"actor": who.actor, "ip": who.ip, "userAgent": who.user_agent}
 
 
 class ConvexLeadRepository(ConvexRepository[Lead]):

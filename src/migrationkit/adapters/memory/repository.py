@@ -1,8 +1,9 @@
 """An in-memory repository with the same semantics as the real stores.
 
 It is a real implementation of the port, not a mock: versions, soft
-deletes, keyset pagination and the outbox all behave as in PostgreSQL, so
-unit tests written against it keep holding when the store changes.
+deletes, keyset pagination, the outbox and the audit log all behave as in
+PostgreSQL, so unit tests written against it keep holding when the store
+changes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
+from migrationkit.domain.audit import AuditAction, AuditEntry
 from migrationkit.domain.clock import SystemClock
 from migrationkit.domain.cursor import decode_cursor
 from migrationkit.domain.entity import Entity
@@ -27,7 +29,7 @@ E = TypeVar("E", bound=Entity)
 
 
 class MemoryRepository(Generic[E]):
-    """Entities and their outbox held in dicts, guarded by one lock."""
+    """Entities, their outbox and audit log held in memory, guarded by one lock."""
 
     def __init__(self, model: type[E], clock: Clock | None = None) -> None:
         self.model = model
@@ -35,6 +37,7 @@ class MemoryRepository(Generic[E]):
         self._lock = threading.RLock()
         self._rows: dict[tuple[str, str], E] = {}
         self._outbox: list[OutboxEvent] = []
+        self._audit: list[AuditEntry] = []
 
     # -- reads -------------------------------------------------------------
 
@@ -119,7 +122,8 @@ class MemoryRepository(Generic[E]):
                 deep=True,
             )
             self._rows[key] = stored
-            self._outbox.append(OutboxEvent.for_write(stored, Operation.UPSERT))
+            action = AuditAction.CREATE if current is None else AuditAction.UPDATE
+            self._record(stored, Operation.UPSERT, AuditEntry.for_write(current, stored, action))
         return stored.model_copy(deep=True)
 
     def delete(self, workspace_id: str, id: str) -> bool:
@@ -139,8 +143,14 @@ class MemoryRepository(Generic[E]):
                 update={"version": current.version + 1, "updated_at": now, "deleted_at": now}
             )
             self._rows[key] = stored
-            self._outbox.append(OutboxEvent.for_write(stored, Operation.DELETE))
+            self._record(
+                stored, Operation.DELETE, AuditEntry.for_write(current, stored, AuditAction.DELETE)
+            )
         return stored.model_copy(deep=True)
+
+    def _record(self, entity: E, operation: Operation, audit: AuditEntry) -> None:
+        self._outbox.append(OutboxEvent.for_write(entity, operation, audit))
+        self._audit.append(audit)
 
     # -- for tests and the pipeline -----------------------------------------
 
@@ -148,6 +158,12 @@ class MemoryRepository(Generic[E]):
         """Recorded events in write order, optionally for one workspace."""
         with self._lock:
             return [e for e in self._outbox if workspace_id in (None, e.workspace_id)]
+
+    def audit_entries(self, workspace_id: str) -> builtins.list[AuditEntry]:
+        """The workspace's audit entries, oldest first."""
+        workspace = check_workspace_id(workspace_id)
+        with self._lock:
+            return [a.model_copy(deep=True) for a in self._audit if a.workspace_id == workspace]
 
 
 class MemoryLeadRepository(MemoryRepository[Lead]):

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text
 
+from migrationkit.domain.audit import AuditEntry
 from migrationkit.domain.change import Change, ChangeKind
 from migrationkit.domain.entity import Entity
 from migrationkit.domain.registry import model_for
@@ -148,6 +149,9 @@ class StagedBatch:
     staged: int = 0
     #: Events seen earlier in the same batch: duplicates, never staged.
     repeated: int = 0
+    #: The audit entries the changes carry (inserted whatever the version
+    #: guard decides: the history holds every write, stale or not).
+    audits: list[AuditEntry] = field(default_factory=list)
 
 
 def _check_text(value: Any, what: str, event_id: str) -> str:
@@ -228,10 +232,27 @@ def stage_changes(
             row = stage.row(ord_, change, None)
             batch.purges.setdefault(model.entity_name, (stage, []))[1].append(row)
         else:
-            row = stage.row(ord_, change, _validated(change, model, event_id))
+            entity = _validated(change, model, event_id)
+            row = stage.row(ord_, change, entity)
             batch.writes.setdefault(model.entity_name, (stage, []))[1].append(row)
+            if change.audit is not None:
+                batch.audits.append(_audit(change, entity, event_id))
         batch.staged += 1
     return batch
+
+
+def _audit(change: Change, entity: Entity, event_id: str) -> AuditEntry:
+    audit = AuditEntry.parse(change.audit, f"audit entry in change {event_id}")
+    if (audit.workspace_id, audit.resource_type, audit.resource_id) != (
+        entity.workspace_id,
+        entity.entity_name,
+        entity.id,
+    ):
+        raise ValidationFailed(
+            f"change {event_id}: the audit entry is about another {audit.resource_type}"
+            f" {audit.resource_id} in {audit.workspace_id}"
+        )
+    return audit
 
 
 def _sort_key(change: Change) -> tuple[str, str, str]:

@@ -18,6 +18,12 @@ What is stored is a copy of the source's row: its version, timestamps and
 fields, with no version bump and no outbox row (an outbox row would carry
 the change back to the store it came from).
 
+The audit entry a change carries (the source's record of the write) goes
+into ``audit_logs`` in the same transaction, whether or not the version
+guard lets the row through: the history holds every write. It is inserted
+by id with ``ON CONFLICT DO NOTHING``, so a replay adds nothing. No audit
+entry is made for the replication itself: it is not a new write.
+
 Errors: bad input raises ``ValidationFailed`` or ``UnknownEntity`` (a poison
 event: retry the changes one by one, dead-letter the one that fails); the
 database unreachable or the connection lost raises ``StoreUnavailable`` (an
@@ -38,7 +44,8 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from psycopg.types.json import set_json_dumps
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, column, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from migrationkit.adapters.postgres._apply_statements import EntityStatements
 from migrationkit.adapters.postgres._staging import (
@@ -48,11 +55,18 @@ from migrationkit.adapters.postgres._staging import (
     in_key_order,
     stage_changes,
 )
-from migrationkit.adapters.postgres.compiled import InFlight, driver_errors, run_driver_sql
+from migrationkit.adapters.postgres.compiled import (
+    CompiledStatement,
+    InFlight,
+    driver_errors,
+    run_driver_sql,
+)
 from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.domain.change import Change
 from migrationkit.errors import Conflict, ValidationFailed
 from migrationkit.ports.changes import ApplyResult
+from migrationkit.schema.audit_tables import audit_logs_table
+from migrationkit.schema.metadata import metadata
 
 __all__ = ["CHUNK_SIZE", "PostgresApplier"]
 
@@ -77,6 +91,7 @@ class PostgresApplier:
         self.consumer = consumer
         self.name = consumer
         self._statements: dict[EntityStage, EntityStatements] = {}
+        self._insert_audits = audit_insert(engine)
 
     def apply(self, changes: Sequence[Change]) -> ApplyResult:
         staged: list[StagedBatch] = []
@@ -227,6 +242,9 @@ class _ApplySession:
         for _, (stage, rows) in sorted(_merged(batch.purges for batch in staged).items()):
             statements = self._stage(stage, rows)
             self._count(statements.purges.execute(self.conn, self.params).fetchone())
+        audits = [entry.model_dump(mode="json") for batch in staged for entry in batch.audits]
+        if audits:
+            self.applier._insert_audits.execute(self.conn, {"rows": audits})
         return self.claimed, self.changed
 
     def collect(self) -> None:
@@ -264,6 +282,32 @@ def _merged(
         for name, (stage, rows) in part.items():
             merged.setdefault(name, (stage, []))[1].extend(rows)
     return merged
+
+
+def audit_insert(engine: Engine) -> CompiledStatement:
+    """One statement for a batch's audit entries, sent as one JSON array.
+
+    Sorted by key, as the entity rows are: two appliers inserting the same
+    entries take their index locks in the same order.
+    """
+    table = audit_logs_table(metadata)
+    rows = (
+        func.jsonb_to_recordset(bindparam("rows"))
+        .table_valued(*(column(c.name, c.type) for c in table.columns))
+        .render_derived(name="r", with_types=True)
+    )
+    names = [c.name for c in table.columns]
+    statement = (
+        pg_insert(table)
+        .from_select(
+            names,
+            select(*(rows.c[n] for n in names)).order_by(
+                rows.c.workspace_id.collate("C"), rows.c.id.collate("C")
+            ),
+        )
+        .on_conflict_do_nothing()
+    )
+    return CompiledStatement(statement, engine.dialect, frozenset({"rows"}))
 
 
 def _as_is(json_text: bytes) -> bytes:

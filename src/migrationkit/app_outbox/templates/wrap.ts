@@ -1,5 +1,6 @@
 // The app's mutations, wrapped so that every write to a tracked table also
-// records one outbox row in the same transaction. Adopt it in one place:
+// records one outbox row and one audit row (migrationkitAuditLog) in the
+// same transaction. Adopt it in one place:
 //
 //   // convex/functions.ts
 //   import { mutation as raw, internalMutation as rawInternal } from "./_generated/server";
@@ -10,15 +11,22 @@
 // and import `mutation` / `internalMutation` from "./functions" instead of
 // "./_generated/server". With convex-helpers, wrap the database instead:
 //
-//   export const mutation = customMutation(raw, customCtx((ctx) => ({ db: outboxDb(ctx.db) })));
+//   export const mutation = customMutation(raw, customCtx((ctx) => ({ db: outboxDb(ctx.db, ctx.auth) })));
 //
-// A mutation that throws rolls its outbox rows back with its writes.
+// (without `ctx.auth` there, the audit rows' actor is null). A mutation that
+// throws rolls its outbox and audit rows back with its writes.
 import { ID_FIELDS, TRACKED } from "./config";
 
 type Op = "insert" | "patch" | "replace" | "delete";
 type Db = any;
+type Doc = Record<string, unknown>;
+/** `ctx.auth`, or anything that says who the caller is the same way. */
+type Auth = { getUserIdentity(): Promise<{ subject: string } | null> };
 
 const tracked = new Set<string>(TRACKED);
+
+/** The audit log's table: written here only, never changed or removed through the wrapper. */
+export const AUDIT_LOG = "migrationkitAuditLog";
 
 /** The revision of a write: after every earlier one of the document, and
  * at least the time in nanoseconds, so it also orders against the commit
@@ -59,7 +67,32 @@ async function outboundFields(db: Db, table: string, doc: Record<string, unknown
   return { fields, creationTime: _creationTime as number };
 }
 
-export async function recordWrite(db: Db, table: string, docId: string, op: Op): Promise<void> {
+/** The document's own fields (system fields apart), or null. */
+function fieldsOf(doc: Doc | null): Doc | null {
+  if (doc === null) return null;
+  const { _id, _creationTime, ...fields } = doc;
+  return fields;
+}
+
+/** The caller's identity subject; null for an anonymous caller or when `auth` is not given. */
+async function actorOf(auth: Auth | undefined): Promise<string | null> {
+  const identity = auth === undefined ? null : await auth.getUserIdentity();
+  return identity?.subject ?? null;
+}
+
+/**
+ * The outbox row of a write to a tracked table, and its audit row: `before`
+ * is the document as it was before the write (null for an insert), read by
+ * the caller before writing.
+ */
+export async function recordWrite(
+  db: Db,
+  table: string,
+  docId: string,
+  op: Op,
+  before: Doc | null = null,
+  auth?: Auth,
+): Promise<void> {
   const doc = op === "delete" ? null : await db.get(docId);
   const rev = await nextRevision(db, table, docId);
   const externalId = await externalIdOf(db, table, docId);
@@ -75,37 +108,68 @@ export async function recordWrite(db: Db, table: string, docId: string, op: Op):
     status: "pending",
     at: Date.now(),
   });
+  if (table === AUDIT_LOG) return; // the audit row itself: replicated, never audited
+  const auditId = await db.insert(AUDIT_LOG, {
+    table,
+    docId,
+    action: doc === null ? "delete" : op === "insert" ? "create" : "update",
+    before: fieldsOf(before),
+    after: fieldsOf(doc),
+    actor: await actorOf(auth),
+    at: Date.now(),
+  });
+  // Mirrored like any table: through the outbox too, when the app's config tracks it.
+  if (tracked.has(AUDIT_LOG)) await recordWrite(db, AUDIT_LOG, auditId, "insert");
 }
 
-/** `db` with every write to a tracked table recorded in the outbox. */
-export function outboxDb<DB>(db: DB): DB {
+function refuseAuditWrite(table: string | undefined): void {
+  if (table === AUDIT_LOG) {
+    throw new Error(`${AUDIT_LOG} is append-only: only the migrationkit wrapper writes to it`);
+  }
+}
+
+/**
+ * `db` with every write to a tracked table recorded in the outbox and the
+ * audit log; `auth` (the mutation's `ctx.auth`) names the audit rows' actor.
+ */
+export function outboxDb<DB>(db: DB, auth?: Auth): DB {
   const raw = db as Db;
   const tableOf = (table: string | undefined, id: string): string | undefined =>
-    table ?? TRACKED.find((t) => raw.normalizeId(t, id) !== null);
+    table ?? [...TRACKED, AUDIT_LOG].find((t) => raw.normalizeId(t, id) !== null);
+  // The document as it is before a write: what the audit row records as `before`.
+  const current = async (name: string | undefined, id: string): Promise<Doc | null> =>
+    name !== undefined && tracked.has(name) ? await raw.get(id) : null;
   const writes = {
     insert: async (table: string, value: unknown) => {
+      refuseAuditWrite(table);
       const id = await raw.insert(table, value);
-      if (tracked.has(table)) await recordWrite(raw, table, id, "insert");
+      if (tracked.has(table)) await recordWrite(raw, table, id, "insert", null, auth);
       return id;
     },
     patch: async (a0: any, a1: any, a2?: any) => {
       const [table, id, value] = a2 === undefined ? [undefined, a0, a1] : [a0, a1, a2];
-      await (table === undefined ? raw.patch(id, value) : raw.patch(table, id, value));
       const name = tableOf(table, id);
-      if (name !== undefined && tracked.has(name)) await recordWrite(raw, name, id, "patch");
+      refuseAuditWrite(name);
+      const before = await current(name, id);
+      await (table === undefined ? raw.patch(id, value) : raw.patch(table, id, value));
+      if (name !== undefined && tracked.has(name)) await recordWrite(raw, name, id, "patch", before, auth);
     },
     replace: async (a0: any, a1: any, a2?: any) => {
       const [table, id, value] = a2 === undefined ? [undefined, a0, a1] : [a0, a1, a2];
-      await (table === undefined ? raw.replace(id, value) : raw.replace(table, id, value));
       const name = tableOf(table, id);
-      if (name !== undefined && tracked.has(name)) await recordWrite(raw, name, id, "replace");
+      refuseAuditWrite(name);
+      const before = await current(name, id);
+      await (table === undefined ? raw.replace(id, value) : raw.replace(table, id, value));
+      if (name !== undefined && tracked.has(name)) await recordWrite(raw, name, id, "replace", before, auth);
     },
     delete: async (a0: any, a1?: any) => {
       const [table, id] = a1 === undefined ? [undefined, a0] : [a0, a1];
-      // Which table, before the document is gone.
+      // Which table, and the document, before it is gone.
       const name = tableOf(table, id);
+      refuseAuditWrite(name);
+      const before = await current(name, id);
       await (table === undefined ? raw.delete(id) : raw.delete(table, id));
-      if (name !== undefined && tracked.has(name)) await recordWrite(raw, name, id, "delete");
+      if (name !== undefined && tracked.has(name)) await recordWrite(raw, name, id, "delete", before, auth);
     },
   };
   const tableWriter = (name: string) => {
@@ -132,7 +196,7 @@ export function withOutbox<B extends (definition: any) => any>(builder: B): B {
   const wrap =
     (handler: (ctx: any, args: any) => unknown) =>
     (ctx: any, args: any): unknown =>
-      handler({ ...ctx, db: outboxDb(ctx.db) }, args);
+      handler({ ...ctx, db: outboxDb(ctx.db, ctx.auth) }, args);
   return ((definition: any) =>
     typeof definition === "function"
       ? builder(wrap(definition))
