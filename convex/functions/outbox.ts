@@ -230,3 +230,19 @@ export const markProcessed = internalMutation({
     return marked;
   },
 });
+
+// Workspace deletion: removes up to `limit` of the workspace's events
+// (their payloads are its documents). Call again until it returns 0.
+export const purgeWorkspace = internalMutation({
+  args: { workspaceId: v.string(), limit: v.number() },
+  handler: async (ctx, { workspaceId, limit }) => {
+    checkWorkspace(workspaceId);
+    checkLimit(limit);
+    const events = await ctx.db
+      .query("outbox")
+      .withIndex("by_workspace", (q: any) => q.eq("workspaceId", workspaceId))
+      .take(limit);
+    for (const event of events) await ctx.db.delete(event._id);
+    return events.length;
+  },
+});

@@ -299,6 +299,14 @@ export const remove = internalMutation({
   },
 });
 
+// Which of two writes of one id is newer: the later life first (createdAt,
+// to the millisecond), then the higher version. An id purged and created
+// again restarts at version 1, and must still win over its old tombstone.
+function isNewer(document: any, existing: any): boolean {
+  const [life, existingLife] = [Math.floor(document.createdAt), Math.floor(existing.createdAt)];
+  return life !== existingLife ? life > existingLife : document.version > existing.version;
+}
+
 // Replication from the other store: each document is written as it is (its
 // version and timestamps included, no bump) and only over an older version,
 // so duplicates and reordering change nothing. No outbox event is recorded:
@@ -317,7 +325,7 @@ export const apply = internalMutation({
       checkWorkspace(document.workspaceId);
       checkId(document.id);
       const existing = await current(ctx, document.workspaceId, document.id);
-      if (existing !== null && existing.version >= document.version) {
+      if (existing !== null && !isNewer(document, existing)) {
         stale += 1;
         continue;
       }
@@ -350,6 +358,50 @@ export const purge = internalMutation({
     }
     await ctx.db.delete(existing._id);
     return { purged: true };
+  },
+});
+
+// Retention in the other store: removes each named life of a document (its
+// createdAt) while it is soft-deleted; a live document, or one created again
+// since, is kept. No outbox event: the removal came from the other store.
+export const purgeMany = internalMutation({
+  args: {
+    documents: v.array(
+      v.object({ workspaceId: v.string(), id: v.string(), createdAt: v.number() }),
+    ),
+  },
+  handler: async (ctx, { documents }) => {
+    let purged = 0;
+    let kept = 0;
+    for (const { workspaceId, id, createdAt } of documents) {
+      checkWorkspace(workspaceId);
+      checkId(id);
+      const existing = await current(ctx, workspaceId, id);
+      if (existing === null) continue;
+      if (existing.deletedAt === null || Math.floor(existing.createdAt) > Math.floor(createdAt)) {
+        kept += 1;
+        continue;
+      }
+      await ctx.db.delete(existing._id);
+      purged += 1;
+    }
+    return { purged, kept };
+  },
+});
+
+// Workspace deletion: removes up to `limit` documents of the workspace, live
+// or not, with no outbox event. Call again until it returns 0.
+export const purgeWorkspace = internalMutation({
+  args: { workspaceId: v.string(), limit: v.number() },
+  handler: async (ctx, { workspaceId, limit }) => {
+    checkWorkspace(workspaceId);
+    checkLimit(limit);
+    const docs = await ctx.db
+      .query("__TABLE__")
+      .withIndex("by_workspace_id", (q: any) => q.eq("workspaceId", workspaceId))
+      .take(limit);
+    for (const doc of docs) await ctx.db.delete(doc._id);
+    return docs.length;
   },
 });
 """
@@ -583,6 +635,22 @@ export const markProcessed = internalMutation({
       }
     }
     return marked;
+  },
+});
+
+// Workspace deletion: removes up to `limit` of the workspace's events
+// (their payloads are its documents). Call again until it returns 0.
+export const purgeWorkspace = internalMutation({
+  args: { workspaceId: v.string(), limit: v.number() },
+  handler: async (ctx, { workspaceId, limit }) => {
+    checkWorkspace(workspaceId);
+    checkLimit(limit);
+    const events = await ctx.db
+      .query("outbox")
+      .withIndex("by_workspace", (q: any) => q.eq("workspaceId", workspaceId))
+      .take(limit);
+    for (const event of events) await ctx.db.delete(event._id);
+    return events.length;
   },
 });
 """

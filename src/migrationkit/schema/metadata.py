@@ -17,6 +17,7 @@ from migrationkit.schema.pipeline_tables import (
     sync_cursors_table,
     verify_runs_table,
 )
+from migrationkit.schema.retention_tables import entity_archive_table, retention_tables
 from migrationkit.schema.tables import NAMING_CONVENTION, table_for
 
 # Importing the domain registers the example entity before tables are built.
@@ -28,6 +29,7 @@ def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     for model in models if models is not None else registered_models():
         table_for(model, metadata)
+        entity_archive_table(model, metadata)
     outbox_table(metadata)
     processed_events_table(metadata)
     audit_logs_table(metadata)
@@ -37,6 +39,7 @@ def build_metadata(models: list[type[Entity]] | None = None) -> MetaData:
     verify_runs_table(metadata)
     cutover_stages_table(metadata)
     cutover_history_table(metadata)
+    retention_tables(metadata)
     return metadata
 
 
@@ -48,6 +51,7 @@ def current_metadata() -> MetaData:
     (entity models and mirror models alike)."""
     for model in registered_models():
         table_for(model, metadata)
+        entity_archive_table(model, metadata)
     for mirror in registered_mirrors():
         mirror_table_for(mirror, metadata)
     return metadata
