@@ -12,5 +12,5 @@ export const internalMutation = withOutbox(rawInternalMutation);
 // database is wrapped instead of the builder (posts.ts uses this one).
 export const customizedMutation = customMutation(
   rawMutation,
-  customCtx((ctx) => ({ db: outboxDb(ctx.db) })),
+  customCtx((ctx) => ({ db: outboxDb(ctx.db, ctx.auth) })),
 );

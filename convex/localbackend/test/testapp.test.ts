@@ -393,8 +393,9 @@ describe("the ZIP snapshot export", () => {
       { name: "events", id: 10003 },
       { name: "migrationkitOutbox", id: 10004 },
       { name: "migrationkitIdMap", id: 10005 },
-      { name: "migrationkitAuditLog", id: 10006 },
-      { name: "scratch", id: 10007 },
+      { name: "migrationkitFence", id: 10006 },
+      { name: "migrationkitAuditLog", id: 10007 },
+      { name: "scratch", id: 10008 },
     ]);
     assert.deepEqual(lines(files.get("_components/ratelimiter/_tables/documents.jsonl")), [{ name: "limits", id: 10001 }]);
     const tableFiles = names.slice(3).filter((n) => !KIT_TABLE.test(n));

@@ -7,3 +7,9 @@ export const TRACKED = ["events", "posts", "scratch", "users"] as const;
 export const ID_FIELDS: Record<string, Record<string, string>> = {
   "posts": { "author": "users" },
 };
+
+// Per table, the field naming its workspace: the cutover fence's scope.
+export const WORKSPACE_FIELDS: Record<string, string> = {
+  "posts": "teamId",
+  "users": "teamId",
+};

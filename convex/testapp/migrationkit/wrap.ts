@@ -16,7 +16,8 @@
 //
 // (without `ctx.auth` there, the audit rows' actor is null). A mutation that
 // throws rolls its outbox and audit rows back with its writes.
-import { ID_FIELDS, TRACKED } from "./config";
+import { ConvexError } from "convex/values";
+import { ID_FIELDS, TRACKED, WORKSPACE_FIELDS } from "./config";
 
 type Op = "insert" | "patch" | "replace" | "delete";
 type Db = any;
@@ -68,6 +69,36 @@ async function outboundFields(db: Db, table: string, doc: Record<string, unknown
   return { fields, creationTime: _creationTime as number };
 }
 
+/**
+ * Refuses the write (the whole mutation rolls back) while PostgreSQL is the
+ * authority for its scope. The most specific fence wins: (table, workspace),
+ * ("*", workspace), (table, "*"), ("*", "*"). Read inside the mutation, so a
+ * fence set concurrently either commits first (and this write is refused)
+ * or after (and this write is in the outbox the switch drains first).
+ */
+export async function checkFence(db: Db, table: string, doc: Doc | null): Promise<void> {
+  const field = WORKSPACE_FIELDS[table];
+  const value = field === undefined || doc === null ? undefined : doc[field];
+  const workspace = typeof value === "string" ? value : "*";
+  await checkScope(db, table, workspace);
+}
+
+async function checkScope(db: Db, table: string, workspace: string): Promise<void> {
+  const scopes: Array<[string, string]> = [[table, workspace], ["*", workspace], [table, "*"], ["*", "*"]];
+  for (const [entity, workspaceId] of scopes) {
+    const fence = await db
+      .query("migrationkitFence")
+      .withIndex("by_scope", (q: any) => q.eq("entity", entity).eq("workspaceId", workspaceId))
+      .first();
+    if (fence !== null) {
+      if (fence.authority === "postgres") {
+        throw new ConvexError({ code: "StageMoved", authority: "postgres", entity: table, workspaceId: workspace });
+      }
+      return;
+    }
+  }
+}
+
 /** The document's own fields (system fields apart), or null. */
 function fieldsOf(doc: Doc | null): Doc | null {
   if (doc === null) return null;
@@ -95,6 +126,12 @@ export async function recordWrite(
   auth?: Auth,
 ): Promise<void> {
   const doc = op === "delete" ? null : await db.get(docId);
+  // Both workspaces: a document may neither leave nor enter a fenced one.
+  // (The audit row follows a write that was already let through.)
+  if (table !== AUDIT_LOG) {
+    await checkFence(db, table, before);
+    await checkFence(db, table, doc);
+  }
   const rev = await nextRevision(db, table, docId);
   const externalId = await externalIdOf(db, table, docId);
   const outbound = doc === null ? null : await outboundFields(db, table, doc);

@@ -4,8 +4,9 @@ Four files in one folder of the app's Convex directory (``convex/migrationkit/``
 by default): ``tables.ts`` (the outbox and id-map tables, spread into the
 app's schema), ``wrap.ts`` (``withOutbox`` / ``outboxDb``), ``outbox.ts``
 (the worker's internal functions) and ``config.ts``, the only part made from
-the mirror models: which tables are tracked and which of their fields refer
-to other tracked tables. The first three are the same for every app.
+the mirror models: which tables are tracked, which of their fields refer
+to other tracked tables and which field names a table's workspace. The
+first three are the same for every app.
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ def _config_source(models: Sequence[type[MirrorDocument]]) -> str:
             f"{_ts_string(f)}: {_ts_string(t)}" for f, t in sorted(references[table].items())
         )
         lines.append(f"  {_ts_string(table)}: {{ {fields} }},")
+    lines.append("};")
+    lines += [
+        "",
+        "// Per table, the field naming its workspace: the cutover fence's scope.",
+        "export const WORKSPACE_FIELDS: Record<string, string> = {",
+    ]
+    for model in sorted(tables, key=lambda m: m.mirror.convex_table):
+        if model.mirror.workspace_field:
+            table, field = model.mirror.convex_table, model.mirror.workspace_field
+            lines.append(f"  {_ts_string(table)}: {_ts_string(field)},")
     lines.append("};")
     return "\n".join(lines) + "\n"
 

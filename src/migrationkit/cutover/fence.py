@@ -9,7 +9,9 @@ other is authoritative:
 
 * Convex: the generated write functions read a ``cutoverFence`` document
   inside their mutation and refuse (``StageMoved``) while PostgreSQL is the
-  authority for the scope.
+  authority for the scope. In an existing app that adopted the outbox
+  wrapper (``codegen app-outbox``), the wrapper reads ``migrationkitFence``
+  the same way before each write to a tracked table.
 * PostgreSQL: the router's writes take a shared advisory lock and check the
   stage inside their transaction; a stage change takes the same lock
   exclusively, so a write either commits before the change (and is in the
@@ -49,13 +51,19 @@ class PostgresFence:
         return check
 
 
+#: The fence mutation of the kit's generated functions, and of an app's outbox.
+KIT_SET_FENCE = "outbox:setFence"
+APP_SET_FENCE = "migrationkit/outbox:setFence"
+
+
 class ConvexFence:
-    def __init__(self, client: ConvexClient) -> None:
+    def __init__(self, client: ConvexClient, function: str = KIT_SET_FENCE) -> None:
         self.client = client
+        self.function = function
 
     def set(self, authority: Store, *, entity: str, workspace: str) -> None:
         self.client.mutation(
-            "outbox:setFence",
+            self.function,
             {"entity": entity, "workspaceId": workspace, "authority": authority.value},
             idempotent=True,  # setting the same fence twice changes nothing
         )

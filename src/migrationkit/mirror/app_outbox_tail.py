@@ -31,7 +31,7 @@ from migrationkit.mirror.tail import MirrorTail
 from migrationkit.observability.metrics import PipelineMetrics
 from migrationkit.outbox.worker import Backoff, PollInterval
 
-__all__ = ["PENDING", "AppOutboxTail", "revision_from_outbox"]
+__all__ = ["PENDING", "AppOutboxStats", "AppOutboxTail", "revision_from_outbox"]
 
 PENDING = "migrationkit/outbox:pending"
 MARK_PROCESSED = "migrationkit/outbox:markProcessed"
@@ -58,6 +58,29 @@ def revision_from_outbox(row: Mapping[str, Any]) -> MirrorRevision:
     return MirrorRevision(table=table, id=doc_id, ts=rev, deleted=False, document=document)
 
 
+class AppOutboxStats:
+    """The app outbox's backlog, for the cutover's gates (``cutover set``)."""
+
+    #: The generated query counts at most this many pending rows.
+    LIMIT = 1000
+
+    def __init__(self, client: ConvexClient) -> None:
+        self.client = client
+
+    def _stats(self) -> Mapping[str, Any]:
+        stats = self.client.query(STATS, {"limit": self.LIMIT})
+        if not isinstance(stats, dict) or "pending" not in stats:
+            raise BadReply(f"{STATS} returned {stats!r}")
+        return stats
+
+    def backlog(self) -> int | None:
+        return int(self._stats()["pending"])
+
+    def oldest_pending_age(self) -> float | None:
+        oldest = self._stats().get("oldestAt")
+        return None if oldest is None else max(0.0, time.time() - float(oldest) / 1000)
+
+
 class AppOutboxTail(MirrorTail):
     """Pending rows of the app's outbox -> the mirror tables, then marked processed."""
 
@@ -80,8 +103,7 @@ class AppOutboxTail(MirrorTail):
 
     def backlog(self) -> int:
         """Pending rows (counted up to 1000: the query stops there)."""
-        stats = self.client.query(STATS, {"limit": 1000})
-        return int(stats["pending"])
+        return int(AppOutboxStats(self.client).backlog() or 0)
 
     def run_once(self) -> tuple[int, bool]:
         rows = self.client.query(PENDING, {"limit": self.batch_size})

@@ -37,7 +37,7 @@ __all__ = ["KIT_TABLES", "MirrorConfig", "TableConfig", "load_config"]
 
 #: The outbox's own tables in an app that adopted it (``codegen app-outbox``):
 #: bookkeeping, never mirrored.
-KIT_TABLES = frozenset({"migrationkitOutbox", "migrationkitIdMap"})
+KIT_TABLES = frozenset({"migrationkitOutbox", "migrationkitIdMap", "migrationkitFence"})
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

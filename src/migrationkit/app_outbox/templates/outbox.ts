@@ -71,6 +71,27 @@ export const stats = internalQuery({
   },
 });
 
+/** Sets the cutover fence of a scope (`migrationkit cutover set` calls it). */
+export const setFence = internalMutation({
+  args: {
+    entity: v.string(),
+    workspaceId: v.string(),
+    authority: v.union(v.literal("convex"), v.literal("postgres")),
+  },
+  handler: async (ctx, { entity, workspaceId, authority }) => {
+    const existing = await ctx.db
+      .query("migrationkitFence")
+      .withIndex("by_scope", (q) => q.eq("entity", entity).eq("workspaceId", workspaceId))
+      .first();
+    if (existing === null) {
+      await ctx.db.insert("migrationkitFence", { entity, workspaceId, authority });
+    } else {
+      await ctx.db.patch(existing._id, { authority });
+    }
+    return authority;
+  },
+});
+
 const change = v.object({
   table: v.string(),
   // The PostgreSQL _id: a Convex id, or the id of a row created in PostgreSQL.

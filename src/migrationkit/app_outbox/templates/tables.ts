@@ -32,6 +32,15 @@ export const migrationkitTables = {
   })
     .index("by_external", ["table", "externalId"])
     .index("by_doc", ["table", "docId"]),
+  // The cutover fence: while PostgreSQL is the authority for a scope (a
+  // table or "*", a workspace or "*"), the wrapper refuses the app's writes
+  // to it (ConvexError StageMoved). `migrationkit cutover set` sets it
+  // through migrationkit/outbox:setFence (MIGRATIONKIT_CONVEX_OUTBOX=app).
+  migrationkitFence: defineTable({
+    entity: v.string(),
+    workspaceId: v.string(),
+    authority: v.union(v.literal("convex"), v.literal("postgres")),
+  }).index("by_scope", ["entity", "workspaceId"]),
   // The audit log: one row per write to a tracked table, in the write's own
   // transaction. `before` and `after` are the document (system fields apart)
   // before and after the write, null where there was none. `actor` is the
