@@ -34,6 +34,7 @@ from migrationkit.errors import ConfigurationError, MigrationKitError
 from migrationkit.mirror import cli_backfill, cli_import, cli_introspect, cli_verify
 from migrationkit.mirror.cli_support import ConfigOption, mirror_config, row_progress
 from migrationkit.mirror.loading import selected_models
+from migrationkit.retention import cli as retention_cli
 from migrationkit.schema import convex_codegen
 
 app = typer.Typer(no_args_is_help=True, help="Move a product from Convex to PostgreSQL.")
@@ -51,6 +52,7 @@ cli_backfill.register(app)
 cli_import.register(app)
 cli_verify.register(app)
 doctor_cli.register(app)
+retention_cli.register(app)
 
 EntityOption = Annotated[str, typer.Option("--entity", help="One entity (default: all).")]
 WorkspaceOption = Annotated[str, typer.Option("--workspace", help="One workspace (default: all).")]

@@ -183,7 +183,7 @@ def test_a_healthy_setup_passes_every_check(
     assert set(outcome.statuses().values()) == {"ok"}
     assert outcome.said("migrations").startswith("at head")
     assert outcome.said("login").startswith(f"{logins[Role.APP]}: no superuser, no BYPASSRLS")
-    assert outcome.said("row-level security") == "enabled and forced on 5 tenant tables"
+    assert outcome.said("row-level security") == "enabled and forced on 8 tenant tables"
     assert outcome.said("convex functions").startswith("deployed and current (sha256:")
     ok = sum(1 for status in outcome.statuses().values() if status == "ok")
     assert outcome.stdout.splitlines()[-1] == f"doctor: {ok} ok: nothing failed"
@@ -495,8 +495,8 @@ def test_mirror_tables_with_a_workspace_are_checked_too(
             assert healthy.code == 0, healthy.output
             assert healthy.status("mirror models") == "ok"
             assert healthy.status("migrations") == "ok"
-            # The kit's 5, then users and posts (teamId); events, scratch and limits have none.
-            assert healthy.said("row-level security") == "enabled and forced on 7 tenant tables"
+            # The kit's 8, then users and posts (teamId); events, scratch and limits have none.
+            assert healthy.said("row-level security") == "enabled and forced on 10 tenant tables"
 
             with deployment.engine.begin() as conn:
                 conn.execute(text("ALTER TABLE app_convex.users NO FORCE ROW LEVEL SECURITY"))

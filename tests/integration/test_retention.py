@@ -534,7 +534,9 @@ def test_the_command_plans_then_runs_on_a_fixed_clock(
 
     ran = runner.invoke(app, ["retention", "run", *at, "--batch-size", "1", "--json"])
     assert ran.exit_code == 0, ran.output
-    document = json.loads(ran.output)
+    # Progress goes to stderr (plain lines: not a terminal); stdout stays JSON.
+    document = json.loads(ran.stdout)
+    assert "leads (archive): done, 1 rows" in ran.stderr
     assert document["rows"] == json.loads(planned.output)["rows"]
     assert document["convex_queue"] == 1 and document["workspaces"]["purged"] == []
 

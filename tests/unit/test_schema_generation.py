@@ -93,6 +93,9 @@ def test_every_table_with_a_workspace_is_a_tenant_table() -> None:
         "processed_events",
         "dead_letters",
         "audit_logs",
+        "leads_archive",
+        "outbox_events_archive",
+        "retention_purges",
     }
 
 

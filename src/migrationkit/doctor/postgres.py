@@ -21,7 +21,8 @@ from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.adapters.postgres.errors import translated_errors
 from migrationkit.adapters.postgres.migrations import alembic_config
 from migrationkit.errors import MigrationKitError, PermissionDenied
-from migrationkit.schema import audit_tables
+from migrationkit.schema import audit_tables, retention_tables
+from migrationkit.schema.metadata import build_metadata
 from migrationkit.schema.rls import APP_ROLE
 
 from .dsn import Dsn
@@ -35,7 +36,12 @@ RLS = "row-level security"
 _PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 #: Tables the application's role is granted less on, by design.
 _PRIVILEGES_OF: dict[tuple[str | None, str], tuple[str, ...]] = {
-    (None, audit_tables.AUDIT_TABLE): audit_tables.APP_PRIVILEGES
+    (None, audit_tables.AUDIT_TABLE): audit_tables.APP_PRIVILEGES,
+    # Archives and the purge queue: the app reads them, retention writes them.
+    **{
+        (None, name): retention_tables.APP_PRIVILEGES
+        for name in retention_tables.app_read_only_tables(build_metadata())
+    },
 }
 # libpq rounds a connect_timeout below 2 seconds up to 2.
 _SHORTEST_CONNECT_TIMEOUT = 2

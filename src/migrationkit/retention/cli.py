@@ -26,7 +26,7 @@ from migrationkit.adapters.postgres.database_url import ENV_VAR
 from migrationkit.adapters.postgres.engine import make_engine
 from migrationkit.domain.clock import utc_now
 from migrationkit.errors import ConfigurationError
-from migrationkit.mirror.cli_support import CONVEX_URL, convex_client, database_url
+from migrationkit.mirror.cli_support import CONVEX_URL, convex_client, database_url, row_progress
 from migrationkit.retention.planner import plan
 from migrationkit.retention.policy import POLICY_ENV, RetentionPolicy, load_policy
 from migrationkit.retention.replica import ConvexReplica
@@ -176,7 +176,10 @@ def run_command(
     replica = _replica(convex_url)
     with _engine(url) as engine:
         runner = RetentionRunner(engine, rules, clock=clock, replica=replica, batch_size=batch_size)
-        report = runner.run()
+        with row_progress(action="archiving or deleting") as progress:
+            report = runner.run(
+                progress=lambda step, rows, done: progress.update(step, rows, done=done)
+            )
         deletions = WorkspaceDeletions(
             engine, rules.workspace_deletion, clock=clock, replica=replica, batch_size=batch_size
         )

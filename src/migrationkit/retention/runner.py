@@ -33,7 +33,7 @@ security, as for the worker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -59,6 +59,9 @@ __all__ = ["DEFAULT_BATCH_SIZE", "RetentionRunner"]
 log = logging.getLogger("migrationkit.retention")
 
 DEFAULT_BATCH_SIZE = 1000
+
+#: ``progress(step, rows so far, done)``
+StepProgress = Callable[[str, int, bool], None]
 MAX_BATCH_SIZE = 50_000
 
 
@@ -90,20 +93,33 @@ class RetentionRunner:
         #: Batches committed by the last run (each one short transaction).
         self.batches = 0
 
-    def run(self, now: datetime | None = None) -> RetentionReport:
-        """Every step of the policy as of ``now`` (default: the clock), then the drain."""
+    def run(
+        self, now: datetime | None = None, progress: StepProgress | None = None
+    ) -> RetentionReport:
+        """Every step of the policy as of ``now`` (default: the clock), then the drain.
+
+        ``progress(step, rows, done)`` hears of each batch committed.
+        """
         moment = now if now is not None else self.clock.now()
         report = RetentionReport(now=moment)
         self.batches = 0
         for step in steps(self.policy, moment):
-            self._run_step(step, moment, report)
+            self._run_step(step, moment, report, progress)
         if self.replica is not None:
             report.convex_purged = self.drain()
         report.convex_queue = self._queued()
         return report
 
-    def _run_step(self, step: Step, now: datetime, report: RetentionReport) -> None:
+    def _run_step(
+        self,
+        step: Step,
+        now: datetime,
+        report: RetentionReport,
+        progress: StepProgress | None = None,
+    ) -> None:
         statement = _batch_statement(step, now, self.batch_size)
+        label = f"{step.name} ({step.action.value})"
+        done_rows = 0
         while True:
             with self._transaction() as conn:
                 counts = conn.execute(statement).all()
@@ -112,9 +128,13 @@ class RetentionRunner:
             for workspace, rows, *_ in counts:
                 report.rows[(step.name, workspace, step.action)] += int(rows)
                 moved += int(rows)
+            done_rows += moved
+            finished = moved < self.batch_size
+            if progress is not None:
+                progress(label, done_rows, finished)
             # Fewer than a full batch: nothing more is due, or the rest is
             # locked by someone else (the next run takes it).
-            if moved < self.batch_size:
+            if finished:
                 return
 
     # -- the other store ------------------------------------------------------
