@@ -1,8 +1,9 @@
 """What the repository costs over hand-written psycopg, in one run.
 
 ``PostgresRepository.get`` and ``upsert`` against the same statements
-written by hand with psycopg 3 (same transaction, same ``set_config``, same
-outbox row), on the same database, interleaved in rounds so drift in the
+written by hand with psycopg 3 (same transaction, same ``set_config``, the
+row read ``FOR UPDATE`` for the audit entry's ``before``, the outbox row and
+the audit row in one statement), on the same database, interleaved in rounds so drift in the
 machine's load hits both sides alike. Prints per-call medians and the
 ratio; the goal is within 1.3x.
 
@@ -50,9 +51,18 @@ HAND_UPSERT = (
     " RETURNING id, workspace_id, version, created_at, updated_at, deleted_at, email, segment,"
     " score, tags, profile, convex_id"
 )
+# The row as it was, locked: what the audit entry records as `before`.
+HAND_LOCK = (
+    "SELECT id, workspace_id, version, created_at, updated_at, deleted_at, email, segment,"
+    " score, tags, profile, convex_id FROM leads WHERE workspace_id = %s AND id = %s FOR UPDATE"
+)
+# The event and its audit entry in one statement, as the kit writes them.
 HAND_OUTBOX = (
-    "INSERT INTO outbox_events (event_id, workspace_id, topic, entity, entity_id, version,"
-    " occurred_at, dedupe_key, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "WITH audit_row AS (INSERT INTO audit_logs (id, workspace_id, actor, action, resource_type,"
+    " resource_id, before, after, at, ip, user_agent)"
+    " VALUES (%s, %s, NULL, %s, 'lead', %s, %s, %s, %s, NULL, NULL))"
+    " INSERT INTO outbox_events (event_id, workspace_id, topic, entity, entity_id, version,"
+    " occurred_at, dedupe_key, payload, audit) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 SET_WS = "SELECT set_config('app.workspace_id', %s, true)"
 
@@ -86,6 +96,7 @@ def main() -> None:
             now = datetime.now(UTC)
             with conn.transaction():
                 conn.execute(SET_WS, (WS,))
+                before = conn.execute(HAND_LOCK, (WS, hand_id)).fetchone()
                 row = conn.execute(
                     HAND_UPSERT,
                     (
@@ -114,9 +125,26 @@ def main() -> None:
                     "tags": row[9],
                     "profile": row[10],
                 }
+                before_doc = None
+                if before is not None:
+                    before_doc = {
+                        **payload,
+                        "version": before[2],
+                        "updated_at": before[4].isoformat(),
+                    }
+                audit_id = new_id()
+                action = "create" if before is None else "update"
+                audit = {"id": audit_id, "action": action, "before": before_doc, "after": payload}
                 conn.execute(
                     HAND_OUTBOX,
                     (
+                        audit_id,
+                        WS,
+                        action,
+                        row[0],
+                        Jsonb(before_doc),
+                        Jsonb(payload),
+                        now,
                         new_id(),
                         WS,
                         "lead.upsert",
@@ -126,6 +154,7 @@ def main() -> None:
                         now,
                         f"lead:{WS}:{row[0]}:{row[2]}",
                         Jsonb(payload),
+                        Jsonb(audit),
                     ),
                 )
             return row[0]
