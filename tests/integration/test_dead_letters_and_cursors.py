@@ -83,7 +83,22 @@ def store(clean_postgres: Engine) -> DeadLetterStore:
 def test_dead_letters_rebuild_the_change_exactly(
     clean_postgres: Engine, store: DeadLetterStore
 ) -> None:
-    changes = [_upsert(), _delete(), _purge()]
+    audited = _upsert(
+        audit={
+            "id": new_id(),
+            "workspace_id": WS,
+            "actor": "user:1",
+            "action": "create",
+            "resource_type": "lead",
+            "resource_id": "x",
+            "before": None,
+            "after": {"email": "a@example.com"},
+            "at": "2026-03-01T12:30:00Z",
+            "ip": None,
+            "user_agent": None,
+        }
+    )
+    changes = [_upsert(), _delete(), _purge(), audited]
     for n, change in enumerate(changes):
         store.add(change, consumer="postgres", source="convex_outbox", error=f"e{n}", attempts=n)
 
@@ -103,6 +118,10 @@ def test_dead_letters_rebuild_the_change_exactly(
     upsert = store.get(changes[0].event_id)
     assert upsert is not None and upsert.data is not None
     assert upsert.data["big"] == 2**60 + 1 and isinstance(upsert.data["score"], float)
+    # The audit entry rides along, so a replay adds it to the audit log too.
+    kept = store.get(audited.event_id)
+    assert kept is not None and kept.change.audit == audited.audit
+    assert upsert.audit is None
 
     # A purge has no data: stored as SQL NULL, not as JSON null.
     with clean_postgres.begin() as conn:

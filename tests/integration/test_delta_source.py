@@ -129,3 +129,43 @@ def test_an_expired_cursor_stops_the_worker_with_a_resync_message(
     assert result.returncode == 3, result.stderr
     assert "resync" in result.stderr.lower()
     assert backend.admin_key not in result.stderr
+
+
+def test_the_feed_carries_each_write_s_audit_entry_into_postgres(
+    clean_convex: ConvexClient, clean_postgres: Engine
+) -> None:
+    from migrationkit.adapters.postgres.repository import PostgresLeadRepository
+    from migrationkit.domain.audit import AuditAction, audit_context
+
+    repo = ConvexLeadRepository(clean_convex)
+    start = StreamingExport(clean_convex)
+    list(start.snapshot())
+    assert start.snapshot_ts is not None
+    worker, source = delta_worker(clean_convex, clean_postgres)
+    source.start_at(start.snapshot_ts)
+    with audit_context(actor="user:7", ip="203.0.113.9", user_agent="crm/2"):
+        lead_id = repo.upsert("ws", {"email": "a@example.com"})
+        repo.upsert("ws", {"id": lead_id, "email": "b@example.com"})
+        repo.delete("ws", lead_id)
+    pg = PostgresLeadRepository(clean_postgres)
+    with running(worker):
+        assert wait_until(lambda: len(pg.audit_entries("ws")) == 3)
+    # The same entries as Convex's, once each, replays included.
+    assert [e.model_dump() for e in pg.audit_entries("ws")] == [
+        e.model_dump() for e in repo.audit_entries("ws")
+    ]
+    entries = pg.audit_entries("ws")
+    assert [e.action for e in entries] == [
+        AuditAction.CREATE,
+        AuditAction.UPDATE,
+        AuditAction.DELETE,
+    ]
+    assert entries[1].before is not None and entries[1].before["email"] == "a@example.com"
+    assert entries[1].after is not None and entries[1].after["email"] == "b@example.com"
+    assert {e.actor for e in entries} == {"user:7"}
+    CursorStore(clean_postgres).save(source.name, start.snapshot_ts)  # the whole feed again
+    with running(worker):
+        assert wait_until(
+            lambda: (CursorStore(clean_postgres).load(source.name) or 0) > start.snapshot_ts
+        )
+    assert len(pg.audit_entries("ws")) == 3

@@ -28,6 +28,8 @@ def dead_letters_table(metadata: MetaData) -> Table:
         Column("attempts", Integer(), nullable=False),
         Column("failed_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
         Column("replayed_at", TIMESTAMP(timezone=True), nullable=True),
+        # The change's audit entry (AuditEntry JSON), applied again on replay.
+        Column("audit", JSONB(), nullable=True),
     )
 
 

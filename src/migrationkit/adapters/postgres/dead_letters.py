@@ -89,6 +89,8 @@ class DeadLetter:
     attempts: int
     failed_at: datetime
     replayed_at: datetime | None
+    #: The write's audit entry, when the change carried one: a replay adds it.
+    audit: dict[str, Any] | None = None
 
     @property
     def change(self) -> Change:
@@ -103,6 +105,7 @@ class DeadLetter:
             data=None if self.data is None else dict(self.data),
             occurred_at=self.occurred_at,
             convex_id=self.convex_id,
+            audit=None if self.audit is None else dict(self.audit),
         )
 
     @classmethod
@@ -124,6 +127,7 @@ class DeadLetter:
             attempts=row["attempts"],
             failed_at=row["failed_at"].astimezone(UTC),
             replayed_at=None if replayed_at is None else replayed_at.astimezone(UTC),
+            audit=row["audit"],
         )
 
 
@@ -177,6 +181,7 @@ class DeadLetterStore:
             occurred_at=change.occurred_at,
             # SQL NULL, not the JSON null the JSONB type would store for None.
             data=null() if change.data is None else change.data,
+            audit=null() if change.audit is None else change.audit,
             error=scrub_error(error),
             attempts=attempts,
         )
