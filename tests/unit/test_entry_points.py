@@ -43,6 +43,11 @@ def test_the_worker_answers_help_and_version_with_no_environment(tmp_path: objec
     for variable in ("MIGRATIONKIT_DATABASE_URL", "CONVEX_URL", "MIGRATIONKIT_SOURCE"):
         assert variable in done.stdout
     assert "convex_app_outbox" in done.stdout
+    # Every setting is named there, by the variable it is read from.
+    from migrationkit.outbox.settings import WorkerSettings, _variable
+
+    for field in WorkerSettings.model_fields:
+        assert _variable(field).replace("MIGRATIONKIT_POLL_MAX", "_MAX") in done.stdout, field
     done = run("-m", "migrationkit.worker", "--version", cwd=str(tmp_path))
     assert done.returncode == 0
     assert done.stdout.strip() == f"migrationkit {migrationkit.__version__}"

@@ -1,8 +1,10 @@
 """Worker settings, from the environment (or a ``.env`` file).
 
 MIGRATIONKIT_DATABASE_URL     PostgreSQL (required)
-CONVEX_URL                    the Convex deployment (or the local backend)
-CONVEX_DEPLOY_KEY             admin or deploy key (never logged)
+CONVEX_URL                    the Convex deployment (or the local backend);
+                              MIGRATIONKIT_CONVEX_URL is read too
+CONVEX_DEPLOY_KEY             admin or deploy key (never logged);
+                              MIGRATIONKIT_CONVEX_DEPLOY_KEY is read too
 MIGRATIONKIT_DIRECTION        convex_to_pg (default) | pg_to_convex
 MIGRATIONKIT_SOURCE           convex_outbox (default) | convex_deltas | pg_outbox
                               | convex_mirror (mirror tables, from the change feed)
@@ -16,6 +18,8 @@ MIGRATIONKIT_BATCH_SIZE       changes per batch (default 500)
 MIGRATIONKIT_POLL_MIN / _MAX  idle poll interval bounds in seconds (0.05 / 2.0)
 MIGRATIONKIT_MAX_ATTEMPTS     tries of a failing change before dead-lettering (5)
 MIGRATIONKIT_METRICS_PORT     /metrics and /healthz (9108; 0 picks a free port, -1 disables)
+MIGRATIONKIT_METRICS_HOST     the address they listen on (127.0.0.1; 0.0.0.0 in a container)
+MIGRATIONKIT_CONSUMER         the name applied events are recorded under (migrationkit)
 MIGRATIONKIT_WORKER_ID        lease owner name (default host-pid)
 MIGRATIONKIT_LEASE_SECONDS    PostgreSQL outbox lease (30)
 """
