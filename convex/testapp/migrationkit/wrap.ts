@@ -77,10 +77,14 @@ async function outboundFields(db: Db, table: string, doc: Record<string, unknown
  * or after (and this write is in the outbox the switch drains first).
  */
 export async function checkFence(db: Db, table: string, doc: Doc | null): Promise<void> {
+  await checkScope(db, table, workspaceOf(table, doc));
+}
+
+/** The document's workspace, as the fence scopes it ("*" when the table has none). */
+function workspaceOf(table: string, doc: Doc | null): string {
   const field = WORKSPACE_FIELDS[table];
   const value = field === undefined || doc === null ? undefined : doc[field];
-  const workspace = typeof value === "string" ? value : "*";
-  await checkScope(db, table, workspace);
+  return typeof value === "string" ? value : "*";
 }
 
 async function checkScope(db: Db, table: string, workspace: string): Promise<void> {
@@ -128,9 +132,11 @@ export async function recordWrite(
   const doc = op === "delete" ? null : await db.get(docId);
   // Both workspaces: a document may neither leave nor enter a fenced one.
   // (The audit row follows a write that was already let through.)
+  // Most writes keep their workspace: each one is looked up once.
   if (table !== AUDIT_LOG) {
-    await checkFence(db, table, before);
-    await checkFence(db, table, doc);
+    for (const workspace of new Set([workspaceOf(table, before), workspaceOf(table, doc)])) {
+      await checkScope(db, table, workspace);
+    }
   }
   const rev = await nextRevision(db, table, docId);
   const externalId = await externalIdOf(db, table, docId);
